@@ -1,0 +1,1 @@
+"""Candle backfill control plane."""
