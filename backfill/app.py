@@ -1,0 +1,24 @@
+"""The Celery app: `celery -A backfill worker` / `celery -A backfill flower` find it here."""
+
+import logging
+
+from celery import Celery
+from celery.signals import setup_logging
+
+app = Celery("backfill", include=["workers.tasks"])
+app.config_from_object("celeryconfig")
+
+
+@setup_logging.connect
+def _configure_logging(loglevel: int | str | None = None, **_: object) -> None:
+    """Workers log like the CLI: JSON lines off a terminal (or with BACKFILL_LOG_JSON=1)."""
+    from backfill.logs import configure
+    from backfill.settings import load_settings
+
+    level = loglevel if loglevel is not None else logging.INFO
+    configure(load_settings().backfill_log_json, level=level)
+
+
+def use_redis(url: str) -> None:
+    """Point this process's app at another Redis (the demo's embedded one, a test's)."""
+    app.conf.update(broker_url=url, result_backend=url)

@@ -1,0 +1,203 @@
+"""`backfill`: a thin layer over functions that are usable from Python.
+
+Exit codes: 0 ok / every series ready, 1 timeout, 2 bad input or unreachable Redis,
+3 the run finished with failed or not-ready series.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+
+from backfill.errors import BackfillError
+from backfill.settings import load_settings
+
+EXIT_BAD_INPUT = 2
+
+
+def _config(args, settings):
+    config = settings.backfill_config()
+    if getattr(args, "symbols", None) is not None:
+        config = replace(config, symbols=tuple(s.strip() for s in args.symbols.split(",") if s.strip()))
+    if getattr(args, "timeframes", None) is not None:
+        config = replace(config, timeframes=tuple(t.strip() for t in args.timeframes.split(",") if t.strip()))
+    if getattr(args, "candle_count", None) is not None:
+        config = replace(config, candle_count=args.candle_count)
+    if getattr(args, "full", False):
+        config = replace(config, full=True)
+    return config.validated()
+
+
+def _client(settings):
+    from backfill.dispatch import check_redis
+
+    return check_redis(settings.redis_url)
+
+
+def cmd_dispatch(args, settings) -> int:
+    from backfill.dispatch import dispatch
+    from backfill.progress import watch_with_bar
+
+    config = _config(args, settings)
+    d = dispatch(config, redis_url=settings.redis_url)
+    if not args.wait:
+        print(json.dumps({"run_id": d.run_id, "series_total": d.total}) if args.json else d.run_id)
+        return 0
+    result = watch_with_bar(_client(settings), d.run_id, args.timeout)
+    return _report_gate(result, args.json)
+
+
+def cmd_wait_ready(args, settings) -> int:
+    from backfill.gate import wait_ready
+
+    return _report_gate(wait_ready(_client(settings), args.run, args.timeout), args.json)
+
+
+def _report_gate(result, as_json: bool) -> int:
+    s = result.summary
+    if as_json:
+        print(json.dumps(s if s is not None else {"run_id": result.run_id, "status": "timeout"}))
+    elif s is None:
+        print(f"run {result.run_id}: gate not open (timeout)", file=sys.stderr)
+    else:
+        print(f"run {s['run_id']}: {s['status']}: {len(s['ready'])} ready, "
+              f"{len(s['failed'])} failed, {len(s['not_ready'])} not ready")
+        for f in s["failed"]:
+            print(f"  failed {f['series']}: {f['reason']}: {f['error']}")
+        for f in s["not_ready"]:
+            print(f"  not ready {f['series']}: {f['reason']}")
+    return result.exit_code
+
+
+def cmd_status(args, settings) -> int:
+    from backfill.status import print_status
+
+    return print_status(_client(settings), args.run, as_json=args.json)
+
+
+def cmd_indicators(args, settings) -> int:
+    from rich.console import Console
+
+    from backfill.gate import wait_ready
+    from backfill.indicators import indicator_rows, print_indicators
+    from backfill.run import RunStore
+
+    client = _client(settings)
+    result = wait_ready(client, args.run, args.timeout)
+    if result.summary is None:
+        print(f"run {result.run_id}: gate not open (timeout)", file=sys.stderr)
+        return 1
+    meta = RunStore(client).meta(result.run_id) or {}
+    config = settings.backfill_config()
+    if meta:
+        config = replace(config, symbols=tuple(json.loads(meta["symbols"])),
+                         timeframes=tuple(json.loads(meta["timeframes"])),
+                         candle_count=int(meta.get("candle_count", config.candle_count)))
+    rows = indicator_rows(client, config, result.summary)
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        print_indicators(Console(), rows)
+    return 0
+
+
+def cmd_demo(args, settings, simulate: bool = True) -> int:
+    from backfill.demo import StackOptions, run_stack
+
+    config = _config(args, settings)
+    opts = StackOptions(simulate=simulate, workers=args.workers, keep=args.keep,
+                        json_out=args.json, timeout=args.timeout)
+    return run_stack(settings, config, opts)
+
+
+def cmd_health(args, settings) -> int:
+    from backfill.app import app, use_redis
+
+    use_redis(settings.redis_url)
+    replies = app.control.ping(timeout=args.timeout) or []
+    names = [next(iter(r)) for r in replies]
+    print(json.dumps({"workers": names, "ok": len(names) >= args.min_workers}))
+    return 0 if len(names) >= args.min_workers else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="backfill", description=__doc__.splitlines()[0])
+    p.add_argument("--log-json", action="store_true", help="JSON log lines even on a terminal")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def run_args(sp, wait_default=600.0):
+        sp.add_argument("--symbols", help="comma-separated product ids (default: BACKFILL_SYMBOLS)")
+        sp.add_argument("--timeframes", help="comma-separated, e.g. 5m,1h (default: BACKFILL_TIMEFRAMES)")
+        sp.add_argument("--candle-count", type=int, help="newest closed candles per series (60-1000)")
+        sp.add_argument("--full", action="store_true", help="refetch everything, ignore the cache")
+        sp.add_argument("--timeout", type=float, default=wait_default, help="seconds to wait for the gate")
+        sp.add_argument("--json", action="store_true", help="print one JSON object")
+
+    d = sub.add_parser("dispatch", help="plan and enqueue one run (the deploy-time step)")
+    run_args(d)
+    d.add_argument("--wait", action="store_true", help="follow progress until the gate opens")
+    d.set_defaults(func=cmd_dispatch)
+
+    w = sub.add_parser("wait-ready", help="block until a run's gate opens (exit 0/3/1)")
+    w.add_argument("--run", help="run id (default: the latest)")
+    w.add_argument("--timeout", type=float, required=True)
+    w.add_argument("--json", action="store_true")
+    w.set_defaults(func=cmd_wait_ready)
+
+    s = sub.add_parser("status", help="a run's progress, failures and gate, from Redis")
+    s.add_argument("--run", help="run id (default: the latest)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_status)
+
+    i = sub.add_parser("indicators", help="wait for the gate, read the cache, compute MACD-V")
+    i.add_argument("--run")
+    i.add_argument("--timeout", type=float, default=600.0)
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=cmd_indicators)
+
+    for name, simulate, text in (
+        ("demo", True, "the whole system on this machine against the built-in simulator"),
+        ("run", False, "the whole system on this machine against the real exchange"),
+    ):
+        sp = sub.add_parser(name, help=text)
+        run_args(sp)
+        sp.add_argument("--workers", type=int, default=2)
+        sp.add_argument("--keep", action="store_true", help="leave Redis and the simulator up")
+        sp.set_defaults(func=lambda a, st, _s=simulate: cmd_demo(a, st, simulate=_s))
+
+    h = sub.add_parser("health", help="ping the workers (for orchestrators)")
+    h.add_argument("--timeout", type=float, default=2.0)
+    h.add_argument("--min-workers", type=int, default=1)
+    h.set_defaults(func=cmd_health)
+
+    sub.add_parser("sim", help="the Coinbase simulator (see `backfill sim --help`)", add_help=False)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["sim"]:
+        from coinbase_sim.cli import main as sim_main
+
+        return sim_main(argv[1:])
+    args = build_parser().parse_args(argv)
+    from backfill.logs import configure
+
+    try:
+        settings = load_settings()
+        configure(True if args.log_json else settings.backfill_log_json)
+        return args.func(args, settings)
+    except BackfillError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ValueError as e:  # settings validation (pydantic) and the like
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

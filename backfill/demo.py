@@ -1,0 +1,114 @@
+"""`backfill demo` / `backfill run`: the whole system in one command on a bare machine.
+
+Starts what is missing (embedded Redis unless REDIS_URL is set; for the demo, the Coinbase
+simulator and a key it minted), two worker processes, dispatches, shows progress, waits
+for the gate, prints a summary, and stops everything it started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from backfill.settings import BackfillConfig, Settings
+
+
+@dataclass
+class StackOptions:
+    simulate: bool = True
+    workers: int = 2
+    concurrency: int = 4
+    keep: bool = False
+    json_out: bool = False
+    timeout: float = 600.0
+    sim_args: dict = field(default_factory=dict)
+    worker_env: dict = field(default_factory=dict)
+
+
+def run_stack(settings: Settings, config: BackfillConfig, opts: StackOptions) -> int:
+    """Run the job end to end; returns the gate's exit code (0 ready, 3 not all ready, 1 timeout)."""
+    from rich.console import Console
+
+    from backfill.app import app, use_redis
+    from backfill.dispatch import check_redis, dispatch
+    from backfill.embedded import EmbeddedRedis
+    from backfill.local import WorkerProcess, wait_for_workers
+    from backfill.progress import watch_with_bar
+    from backfill.report import print_summary
+
+    console = Console(stderr=True)
+    config = config.validated()  # bad input fails before anything starts
+    workdir = Path(tempfile.mkdtemp(prefix="backfill-"))
+    stack = contextlib.ExitStack()
+    keep = opts.keep
+    try:
+        redis_url = os.environ.get("REDIS_URL")
+        if not redis_url:
+            (workdir / "redis").mkdir()
+            server = EmbeddedRedis(data_dir=workdir / "redis").start()
+            if not keep:
+                stack.callback(server.stop)
+            redis_url = server.url
+            console.print(f"[dim]embedded Redis at {redis_url}[/dim]")
+        use_redis(redis_url)
+        client = check_redis(redis_url)
+        env = {"REDIS_URL": redis_url, **opts.worker_env}
+        sim = None
+        if opts.simulate:
+            from coinbase_sim.keys import write_key_file
+            from coinbase_sim.process import SimProcess
+
+            key_file = workdir / "cdp_api_key.json"
+            write_key_file(key_file, "ec")
+            sim = SimProcess(port=0, key_files=[str(key_file)], **opts.sim_args)
+            sim.__enter__()
+            if not keep:
+                stack.callback(sim.stop)
+            console.print(f"[dim]Coinbase simulator at {sim.url}[/dim]")
+            env.update({"COINBASE_API_BASE_URL": sim.url, "COINBASE_API_KEY_FILE": str(key_file)})
+        workers = [
+            WorkerProcess(env, name=f"demo{i + 1}@%h", concurrency=opts.concurrency,
+                          log_path=workdir / f"worker{i + 1}.log")
+            for i in range(opts.workers)
+        ]
+        for w in workers:
+            w.start()
+            stack.callback(w.stop)
+        wait_for_workers(app, opts.workers)
+        t0 = time.monotonic()
+        dispatched = dispatch(config, redis_url=redis_url)
+        result = watch_with_bar(client, dispatched.run_id, opts.timeout)
+        elapsed = time.monotonic() - t0
+        summary = result.summary or {}
+        stats = sim.stats() if sim else {}
+        print_summary(console, summary, dispatched.total, elapsed)
+        if summary and not opts.json_out:
+            from backfill.indicators import indicator_rows, print_indicators
+
+            print_indicators(console, indicator_rows(client, config, summary))
+        if keep:
+            console.print(f"[dim]kept running: Redis {redis_url}; logs in {workdir}[/dim]")
+        record = {
+            "run_id": dispatched.run_id,
+            "series_total": dispatched.total,
+            "series_ok": summary.get("completed", 0) - len(summary.get("failed", [])),
+            "series_ready": len(summary.get("ready", [])),
+            "series_failed": len(summary.get("failed", [])),
+            "requests": stats.get("requests_total", summary.get("requests", 0)),
+            "responses_429": stats.get("responses_by_status", {}).get("429", 0),
+            "elapsed_s": round(elapsed, 3),
+            "gate_open": result.summary is not None,
+            "status": summary.get("status", "timeout"),
+            "logs": str(workdir),
+        }
+        if opts.json_out:
+            sys.stdout.write(json.dumps(record) + "\n")
+        return result.exit_code
+    finally:
+        stack.close()

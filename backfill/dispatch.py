@@ -1,0 +1,90 @@
+"""Plan a run (one task per series, in priority order) and enqueue it as one chord.
+
+Everything is validated before anything is enqueued: a bad timeframe, product id or
+count, or an unreachable Redis, raises `InvalidInput`/`BrokerUnavailable` and leaves
+the broker untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import redis
+from celery import chord, group
+from celery.result import AsyncResult
+
+from backfill.errors import BackfillError
+from backfill.logs import log_event
+from backfill.run import RunStore, new_run_id
+from backfill.series import Series
+from backfill.settings import BackfillConfig, redact_url
+from backfill.timeframe import parse_timeframes
+
+log = logging.getLogger("backfill.dispatch")
+
+
+class BrokerUnavailable(BackfillError):
+    """Raised when Redis cannot be reached: nothing was enqueued."""
+
+
+def queue_for(timeframe: str) -> str:
+    return f"backfill.{timeframe}"
+
+
+def plan(config: BackfillConfig) -> list[Series]:
+    """Every series of the run, all of the first timeframe first (5m, 15m, 1h, 4h, 1d, ...)."""
+    config = config.validated()
+    return [Series.of(s, tf.name) for tf in parse_timeframes(list(config.timeframes)) for s in config.symbols]
+
+
+@dataclass
+class Dispatched:
+    run_id: str
+    total: int
+    result: AsyncResult
+
+
+def check_redis(url: str) -> redis.Redis:
+    client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=10)
+    try:
+        client.ping()
+    except redis.RedisError as e:
+        raise BrokerUnavailable(f"cannot reach Redis at {redact_url(url)}: {e}") from None
+    return client
+
+
+def dispatch(config: BackfillConfig, *, app=None, redis_url: str | None = None) -> Dispatched:
+    """Validate, record the run, and enqueue its chord; returns the run id."""
+    from backfill.app import app as default_app
+    from workers.tasks import backfill_series, finish
+
+    app = app or default_app
+    series = plan(config)
+    config = config.validated()
+    url = redis_url or app.conf.broker_url
+    client = check_redis(url)
+    run_id = new_run_id()
+    RunStore(client).create(
+        run_id,
+        [s.name for s in series],
+        {"symbols": list(config.symbols), "timeframes": list(config.timeframes),
+         "candle_count": config.candle_count, "full": config.full},
+    )
+    options = config.task_options()
+    header = group(
+        backfill_series.si(run_id, s.symbol, s.timeframe.name, options).set(
+            queue=queue_for(s.timeframe.name)
+        )
+        for s in series
+    )
+    callback = finish.s(run_id).set(queue="backfill.control")
+    log_event(
+        log, "backfill_start", run_id=run_id, total=len(series),
+        symbols=len(config.symbols), timeframes=",".join(config.timeframes),
+    )
+    try:
+        result = chord(header)(callback)
+    except Exception as e:  # kombu raises its own connection errors
+        raise BrokerUnavailable(f"enqueueing run {run_id} failed: {e}") from None
+    return Dispatched(run_id, len(series), result)

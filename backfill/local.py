@@ -1,0 +1,95 @@
+"""Run Celery worker processes locally: for `backfill demo`/`run`, the tests and the benchmarks.
+
+Workers are real `celery -A backfill worker` processes; they get credentials through their
+environment or key file, exactly as in production.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from celeryconfig import QUEUE_ORDER
+
+
+class WorkerProcess:
+    def __init__(
+        self,
+        env: dict[str, str],
+        *,
+        name: str | None = None,
+        concurrency: int = 2,
+        pool: str = "prefork",
+        queues: list[str] | None = None,
+        log_path: Path | None = None,
+        loglevel: str = "INFO",
+        extra_args: list[str] | None = None,
+    ) -> None:
+        self.name = name or f"w{uuid.uuid4().hex[:6]}@%h"
+        self.env = env
+        self.args = [
+            sys.executable, "-m", "celery", "-A", "backfill", "worker",
+            "-n", self.name, "-Q", ",".join(queues or QUEUE_ORDER),
+            "-c", str(concurrency), "-P", pool, "-l", loglevel,
+            "--without-gossip", "--without-mingle", *(extra_args or []),
+        ]
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+        self._log = None
+
+    def start(self) -> WorkerProcess:
+        env = {**os.environ, **self.env}
+        if self.log_path:
+            self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        out = self._log or subprocess.DEVNULL
+        self.proc = subprocess.Popen(
+            self.args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def children(self) -> list[int]:
+        import psutil
+
+        try:
+            return [c.pid for c in psutil.Process(self.pid).children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def kill(self) -> None:
+        """SIGKILL the whole node (main process and pool), as a crash would."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)  # warm shutdown: finish, then exit
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        if self._log:
+            self._log.close()
+            self._log = None
+
+
+def wait_for_workers(app, names: int, timeout: float = 60.0) -> list[str]:
+    """Wait until `names` workers answer a ping (a condition with a deadline, not a sleep)."""
+    deadline = time.monotonic() + timeout
+    seen: list[str] = []
+    while time.monotonic() < deadline:
+        replies = app.control.ping(timeout=0.5) or []
+        seen = [next(iter(r)) for r in replies]
+        if len(seen) >= names:
+            return seen
+    raise TimeoutError(f"only {len(seen)} of {names} workers answered within {timeout:.0f}s")

@@ -1,0 +1,60 @@
+"""`backfill status`: a run's progress per timeframe, its failures and its gate, from Redis."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+
+import redis
+
+from backfill.gate import read_gate
+from backfill.run import RunStore
+from backfill.timeframe import priority_key
+
+
+def run_status(client: redis.Redis, run_id: str | None = None) -> dict:
+    runs = RunStore(client)
+    run_id = run_id or runs.latest()
+    if run_id is None:
+        return {"run_id": None, "error": "no backfill run found"}
+    meta = runs.meta(run_id)
+    if meta is None:
+        return {"run_id": run_id, "error": "unknown run"}
+    outcomes = runs.outcomes(run_id)
+    per_tf: dict[str, dict] = defaultdict(lambda: {"total": 0, "done": 0, "failed": 0})
+    for name in meta["series"]:
+        per_tf[name.rsplit(":", 1)[1]]["total"] += 1
+    for o in outcomes.values():
+        per_tf[o["timeframe"]]["done"] += 1
+        per_tf[o["timeframe"]]["failed"] += o["status"] != "ok"
+    gate = read_gate(client, run_id)
+    return {
+        "run_id": run_id,
+        "total": meta["total"],
+        "completed": len(outcomes),
+        "timeframes": {tf: per_tf[tf] for tf in sorted(per_tf, key=priority_key)},
+        "failures": [
+            {"series": o["series"], "reason": o.get("reason"), "error": o.get("error")}
+            for o in outcomes.values() if o["status"] != "ok"
+        ],
+        "gate": "open" if gate else "closed",
+        "gate_status": gate["status"] if gate else None,
+    }
+
+
+def print_status(client: redis.Redis, run_id: str | None, as_json: bool = False) -> int:
+    st = run_status(client, run_id)
+    if as_json:
+        print(json.dumps(st))
+        return 0 if "error" not in st else 1
+    if "error" in st:
+        print(f"{st['error']}" + (f": {st['run_id']}" if st["run_id"] else ""))
+        return 1
+    print(f"run {st['run_id']}: {st['completed']}/{st['total']} done, gate {st['gate']}"
+          + (f" ({st['gate_status']})" if st["gate_status"] else ""))
+    for tf, row in st["timeframes"].items():
+        bar = "#" * int(20 * row["done"] / row["total"]) if row["total"] else ""
+        print(f"  {tf:>4} {row['done']:>4}/{row['total']:<4} failed {row['failed']:<3} {bar}")
+    for f in st["failures"]:
+        print(f"  failed {f['series']}: {f['reason']}: {f['error']}")
+    return 0

@@ -1,0 +1,91 @@
+"""One request budget for the whole fleet, shared through Redis (GCRA).
+
+Celery's `rate_limit` is per worker node; Coinbase counts per API key or per IP. Every
+HTTP request therefore reserves a send slot here first: one Lua call that returns how
+long to wait, then the caller sleeps exactly that long (no polling). Slots are spaced
+`1/rate` apart with no burst allowance, so the exchange sees a steady stream and never
+more than `rate` requests in any one-second window.
+
+After a 429 the whole fleet's rate is halved (down to 1/8) and recovers linearly over a
+few seconds; a reset time sent with the 429 pauses every worker until then.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from importlib import resources
+
+import redis
+
+from backfill.errors import BudgetTimeout
+
+# Spacing is stretched by this much so that scheduling jitter between the slot and the
+# request's arrival cannot put rate+1 requests into one second at the exchange.
+HEADROOM = 0.97
+RECOVERY_PER_S = 0.1
+LOWEST_FACTOR = 0.125
+
+
+def budget_name(key_name: str | None) -> str:
+    """The budget's Redis name: per API key (hashed, names stay out of Redis) or public."""
+    if not key_name:
+        return "public"
+    return "key:" + hashlib.sha256(key_name.encode()).hexdigest()[:16]
+
+
+class FleetBudget:
+    """Requests per second for every worker that uses the same Redis and key."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        name: str,
+        rate: float,
+        *,
+        max_wait_s: float = 30.0,
+        headroom: float = HEADROOM,
+        sleep=time.sleep,
+    ) -> None:
+        if rate <= 0:
+            raise ValueError(f"fleet rate {rate} must be > 0")
+        self.redis = client
+        self.name = name
+        self.rate = rate
+        self.max_wait_s = max_wait_s
+        self.interval_us = 1_000_000 / (rate * headroom)
+        self._keys = [f"backfill:budget:{name}:tat", f"backfill:budget:{name}:slow"]
+        self._acquire = client.register_script(_lua("budget.lua"))
+        self._throttle = client.register_script(_lua("throttle.lua"))
+        self._sleep = sleep
+        self.waited_s = 0.0
+        self.factor = 1.0
+
+    def acquire(self) -> None:
+        """Block this task (only) until its slot; raise `BudgetTimeout` past `max_wait_s`."""
+        wait_us, reserved, factor = self._acquire(
+            keys=self._keys, args=[self.interval_us, self.max_wait_s * 1e6, RECOVERY_PER_S]
+        )
+        self.factor = factor / 1000
+        if not reserved:
+            raise BudgetTimeout(
+                f"fleet budget {self.name!r} has no slot within {self.max_wait_s:.0f}s "
+                f"(next in {wait_us / 1e6:.1f}s)"
+            )
+        if wait_us > 0:
+            self.waited_s += wait_us / 1e6
+            self._sleep(wait_us / 1e6)
+
+    def throttled(self, reset_after: float | None) -> None:
+        """A 429 arrived anyway: slow the whole fleet down."""
+        reset_us = max(0.0, float(reset_after or 0)) * 1e6
+        factor = self._throttle(keys=self._keys, args=[RECOVERY_PER_S, LOWEST_FACTOR, reset_us])
+        self.factor = factor / 1000
+
+    def recently_throttled(self) -> bool:
+        """True while the fleet is still recovering from a 429."""
+        return bool(self.redis.exists(self._keys[1]))
+
+
+def _lua(name: str) -> str:
+    return resources.files("workers").joinpath(name).read_text()

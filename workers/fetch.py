@@ -1,0 +1,153 @@
+"""Fill one series: look at the cache, fetch only what is missing, write the newest closed candles.
+
+- fresh: the cache already holds the latest closed bucket and enough candles: no request.
+- tail: the cache is behind: fetch from its newest bucket (one bucket of overlap) to now.
+- cold: fetch the newest `candle_count` buckets, and further back while gaps (no trades)
+  leave fewer than `candle_count` closed candles.
+- derived: the exchange rejects FOUR_HOUR: build 4h from 1h (remembered for the run).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from backfill.errors import BadRequest
+from backfill.series import Series
+from backfill.timeframe import Timeframe, timeframe
+from workers.cache import CandleCache
+from workers.candle import Candle, aggregate
+from workers.coinbase.client import CoinbaseClient
+from workers.outcome import Outcome
+
+MAX_LOOKBACK_PAGES = 4  # how far beyond candle_count to look for candles on illiquid series
+H1 = timeframe("1h")
+
+
+@dataclass
+class FetchOptions:
+    candle_count: int = 100
+    min_candles: int = 60
+    full: bool = False
+
+
+class FourHourMemory:
+    """Where 'the exchange rejects FOUR_HOUR' is remembered for a run (Redis in the tasks)."""
+
+    def rejected(self) -> bool:
+        return False
+
+    def remember(self) -> None:
+        pass
+
+
+def is_granularity_rejection(e: BadRequest) -> bool:
+    return "granularity" in e.detail and "not a valid value" in e.detail
+
+
+def fill_series(
+    series: Series,
+    client: CoinbaseClient,
+    cache: CandleCache,
+    options: FetchOptions,
+    four_hour: FourHourMemory | None = None,
+    now: float | None = None,
+) -> Outcome:
+    """Bring one series up to date in the cache and say what was done."""
+    t0 = time.monotonic()
+    tf = series.timeframe
+    now = time.time() if now is None else now
+    requests_before = client.requests_made
+    out = Outcome(series=series.name, symbol=series.symbol, timeframe=tf.name)
+    last_closed = tf.last_closed_start(now)
+    n = options.candle_count
+
+    state = cache.state(series, last_closed)
+    if not options.full and state.newest_start == last_closed and state.count >= n:
+        out.mode = "fresh"
+        out.candles_cached = n
+        out.newest_ts = last_closed * 1000
+    else:
+        tail = (
+            not options.full
+            and state.newest_start is not None
+            and state.count >= n
+            and (last_closed - state.newest_start) // tf.seconds < n
+        )
+        if tail:
+            out.mode = "tail"
+            candles = _fetch(series, client, state.newest_start, now, four_hour, out)
+            closed = [c for c in candles if c.closed]
+        else:
+            out.mode = "cold"
+            closed = _fetch_newest(series, client, n, now, four_hour, out)
+        closed = closed[-n:]
+        cache.write(series, closed)
+        if tail:
+            after = cache.state(series, last_closed)
+            out.candles_cached = min(after.count, n)
+            out.newest_ts = after.newest_start * 1000 if after.newest_start else None
+        else:
+            out.candles_cached = len(closed)
+            out.newest_ts = closed[-1].timestamp_ms if closed else None
+        out.candles_written = len(closed)
+        if closed:
+            span = (closed[-1].start - closed[0].start) // tf.seconds + 1
+            out.gaps = span - len(closed)
+    out.requests = client.requests_made - requests_before
+    out.ready = out.candles_cached >= options.min_candles
+    if not out.ready:
+        out.reason = (
+            f"only {out.candles_cached} closed candles exist within "
+            f"{(MAX_LOOKBACK_PAGES + 1) * client.cap} buckets (no trades); "
+            f"{options.min_candles} needed"
+        )
+    out.elapsed_s = round(time.monotonic() - t0, 4)
+    return out
+
+
+def _fetch_newest(
+    series: Series, client: CoinbaseClient, n: int, now: float, four_hour, out: Outcome
+) -> list[Candle]:
+    """The newest n closed candles, looking further back a page at a time through gaps."""
+    tf = series.timeframe
+    end = tf.floor(int(now))  # the in-progress bucket, fetched and dropped
+    start = end - n * tf.seconds
+    closed = [c for c in _fetch(series, client, start, now, four_hour, out) if c.closed]
+    for _ in range(MAX_LOOKBACK_PAGES):
+        if len(closed) >= n:
+            break
+        older_end = start - tf.seconds
+        start = start - (client.cap - 1) * tf.seconds
+        older = _fetch(series, client, start, older_end, four_hour, out)
+        closed = [c for c in older if c.closed] + closed
+    return closed
+
+
+def _fetch(
+    series: Series, client: CoinbaseClient, start: int, end: float, four_hour, out: Outcome
+) -> list[Candle]:
+    tf = series.timeframe
+    if tf.name == "4h" and four_hour is not None and four_hour.rejected():
+        return _derive_4h(series, client, start, end, out)
+    try:
+        return client.get_candles(series.symbol, tf, start, int(end))
+    except BadRequest as e:
+        if tf.name != "4h" or not is_granularity_rejection(e):
+            raise
+        if four_hour is not None:
+            four_hour.remember()
+        return _derive_4h(series, client, start, end, out)
+
+
+def _derive_4h(
+    series: Series, client: CoinbaseClient, start: int, end: float, out: Outcome
+) -> list[Candle]:
+    """4h from 1h: only 4h buckets whose whole span was fetched and has closed."""
+    out.derived = True
+    tf4: Timeframe = series.timeframe
+    lo, last = tf4.floor(start), tf4.floor(int(end))
+    hourly = client.get_candles(series.symbol, H1, lo, last + tf4.seconds - H1.seconds)
+    server_now = client.last_server_time or time.time()
+    hi = min(last + tf4.seconds, H1.floor(int(server_now)))  # [lo, hi) fetched and closed
+    return aggregate(hourly, tf4, H1, fetched=(lo, hi))
