@@ -1,0 +1,112 @@
+"""Shared fixtures: a real redis-server, the simulator over real HTTP, real worker processes."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from backfill.embedded import EmbeddedRedis
+
+
+def wait_until(cond: Callable[[], object], timeout: float, what: str, every: float = 0.05):
+    """Poll a condition with a deadline (never a bare sleep as synchronisation)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(every)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory) -> Iterator[EmbeddedRedis]:
+    server = EmbeddedRedis(data_dir=tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def redis_url(redis_server: EmbeddedRedis) -> str:
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    from backfill.app import use_redis
+
+    use_redis(redis_server.url)
+    return redis_server.url
+
+
+@pytest.fixture
+def rclient(redis_url: str) -> redis.Redis:
+    return redis.Redis.from_url(redis_url)
+
+
+@pytest.fixture(scope="session")
+def key_file(tmp_path_factory) -> Path:
+    from coinbase_sim.keys import write_key_file
+
+    path = tmp_path_factory.mktemp("keys") / "cdp_api_key.json"
+    write_key_file(path, "ec")
+    return path
+
+
+@pytest.fixture(scope="session")
+def sim_session(key_file: Path):
+    from coinbase_sim.process import SimProcess
+
+    with SimProcess(port=0, seed=7, key_files=[str(key_file)]) as sim:
+        yield sim
+
+
+@pytest.fixture
+def sim(sim_session):
+    """The session's simulator with default settings and zeroed stats."""
+    sim_session.configure(
+        latency_ms=[0, 0], p429=0.0, p500=0.0, p503=0.0, ptimeout=0.0, ptruncated=0.0,
+        pnonjson=0.0, four_hour=True, cap=300, rate_limits=True, clock_offset_s=0,
+    )
+    sim_session.reset()
+    return sim_session
+
+
+@pytest.fixture
+def worker_env(redis_url: str, sim, key_file: Path) -> dict[str, str]:
+    return {
+        "REDIS_URL": redis_url,
+        "COINBASE_API_BASE_URL": sim.url,
+        "COINBASE_API_KEY_FILE": str(key_file),
+        "BACKFILL_VISIBILITY_TIMEOUT_S": "8",
+        "BACKFILL_LOG_JSON": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+@pytest.fixture
+def start_workers(worker_env, tmp_path):
+    """Start real `celery worker` processes; all are stopped after the test."""
+    from backfill.app import app
+    from backfill.local import WorkerProcess, wait_for_workers
+
+    started: list[WorkerProcess] = []
+
+    def start(n: int = 1, env: dict | None = None, **kw) -> list[WorkerProcess]:
+        ws = []
+        for _ in range(n):
+            i = len(started) + 1
+            w = WorkerProcess({**worker_env, **(env or {})}, name=f"t{i}-{os.getpid()}@%h",
+                              log_path=tmp_path / f"worker{i}.log", **kw)
+            w.start()
+            started.append(w)
+            ws.append(w)
+        wait_for_workers(app, len([w for w in started if w.proc.poll() is None]), timeout=60)
+        return ws
+
+    yield start
+    for w in started:
+        w.stop(timeout=10)

@@ -1,0 +1,73 @@
+"""The cache writer against a real redis-server: the contract, atomicity, idempotence."""
+
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from backfill.series import Series
+from workers.cache import CandleCache, InvalidCandle
+from workers.candle import Candle
+
+S = Series.of("BTC-USD", "5m")
+T0 = 1_700_000_100 - 1_700_000_100 % 300
+
+
+def candles(n, start=T0, px=100.0):
+    return [Candle(start + i * 300, px + i, px + i + 1, px + i - 1, px + i + 0.5, 2.0) for i in range(n)]
+
+
+def test_contract_key_members_ttl(rclient):
+    cache = CandleCache(rclient)
+    cache.write(S, candles(3))
+    key = "candles:1:1:BTC-USD:5m"
+    items = rclient.zrange(key, 0, -1, withscores=True)
+    assert [int(s) for _, s in items] == [(T0 + i * 300) * 1000 for i in range(3)]
+    m = json.loads(items[0][0])
+    assert list(m) == ["timestamp", "open", "high", "low", "close", "volume", "symbol", "timeframe"]
+    assert m["timestamp"] == T0 * 1000 and m["symbol"] == "BTC-USD" and m["timeframe"] == "5m"
+    assert 86000 < rclient.ttl(key) <= 86400
+
+
+def test_replaces_same_timestamp_and_trims_to_1000(rclient):
+    cache = CandleCache(rclient)
+    key = cache.key(S)
+    # a live writer's in-progress version of a bucket is replaced by the closed one
+    rclient.zadd(key, {'{"timestamp":%d,"open":1,"high":1,"low":1,"close":1,"volume":0,"symbol":"BTC-USD","timeframe":"5m"}' % (T0 * 1000): T0 * 1000})
+    assert cache.write(S, candles(1)) == 1
+    assert json.loads(rclient.zrange(key, 0, -1)[0])["open"] == 100.0
+    assert cache.write(S, candles(1100)) == 1000
+    assert int(rclient.zrange(key, 0, 0, withscores=True)[0][1]) == (T0 + 100 * 300) * 1000
+
+
+@pytest.mark.parametrize("bad", [
+    Candle(T0, 1, 2, 0.5, 1, 1, closed=False), Candle(T0 + 1, 1, 2, 0.5, 1, 1),
+    Candle(T0, -1, 2, -2, 1, 1), Candle(T0, 1, 2, 0.5, 1, -1), Candle(T0, 3, 2, 0.5, 1, 1)])
+def test_nothing_invalid_is_written(rclient, bad):
+    cache = CandleCache(rclient)
+    with pytest.raises(InvalidCandle):
+        cache.write(S, [*candles(2, start=T0 + 600), bad])
+    assert rclient.zcard(cache.key(S)) == 0
+
+
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
+@given(st.lists(st.lists(st.tuples(st.integers(0, 60), st.floats(1, 1e5)), max_size=40), min_size=1, max_size=4))
+def test_writes_are_idempotent_one_member_per_timestamp(rclient, batches):
+    cache = CandleCache(rclient)
+    rclient.delete(cache.key(S))
+    last: dict[int, float] = {}
+    for batch in batches:
+        cs = {i: Candle(T0 + i * 300, px, px, px, px, 1.0) for i, px in batch}
+        cache.write(S, [cs[i] for i in sorted(cs)])
+        last.update({T0 + i * 300: c.open for i, c in cs.items()})
+    items = rclient.zrange(cache.key(S), 0, -1, withscores=True)
+    assert [int(s) // 1000 for _, s in items] == sorted(last)
+    assert all(json.loads(m)["open"] == last[int(s) // 1000] for m, s in items)
+
+
+def test_state_ignores_members_after_the_last_closed_bucket(rclient):
+    cache = CandleCache(rclient)
+    cache.write(S, candles(5))
+    st_ = cache.state(S, T0 + 2 * 300)
+    assert (st_.count, st_.newest_start) == (3, T0 + 600)
