@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -152,6 +153,11 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "coinbase-sim"
     sys_version = ""
     server: SimServer
+
+    def setup(self) -> None:
+        """Disable Nagle so small responses leave at once."""
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silence per-request logging (it would dominate CPU at hundreds of req/s)."""
@@ -344,8 +350,9 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(body)))
             for key, value in (headers or {}).items():
                 self.send_header(key, value)
-            self.end_headers()
-            self.wfile.write(body)
+            # Headers and body in one write: no Nagle / delayed-ACK stall.
+            self._headers_buffer.append(b"\r\n" + body)
+            self.flush_headers()
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
 
@@ -394,6 +401,8 @@ def make_server(
 
 def serve_in_thread(server: SimServer) -> threading.Thread:
     """Run serve_forever in a daemon thread; stop with server.shutdown()."""
-    thread = threading.Thread(target=server.serve_forever, name="coinbase-sim", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, args=(0.05,), name="coinbase-sim", daemon=True
+    )
     thread.start()
     return thread
