@@ -1,5 +1,22 @@
 """A faithful local simulator of Coinbase Advanced Trade's candle endpoints.
 
-Deterministic market data (same seed, same candles), CDP JWT authentication,
-exchange-like rate limits, fault injection and a control plane under /_sim/.
+Routes:
+- ``GET /api/v3/brokerage/products/{id}/candles`` (CDP JWT, 30 req/s per key)
+- ``GET /api/v3/brokerage/market/products/{id}/candles`` (public, 10 req/s per IP)
+- ``GET /_sim/health | stats | config | products``, ``GET /_sim/truth/{id}``
+- ``POST /_sim/reset | config | keys``
+
+Conventions:
+- a request returns buckets with ``start <= bucket_start <= end`` (both ends
+  inclusive), newest first; it is refused when ``(end - start) / granularity``
+  exceeds the cap (300, up to 350), so an aligned span of exactly cap buckets
+  can return cap + 1 candles; ``limit`` keeps the newest ``limit`` of them.
+- buckets in the future are omitted; the one containing the simulated "now"
+  (real time + ``clock_offset_s``) is in progress and changes on every call;
+  ``/_sim/truth`` returns closed buckets only, without cap, auth, limits or faults.
+- ``x-ratelimit-reset`` is the number of seconds (decimal) until a slot in the
+  sliding one-second window frees up, not a UNIX time.
+- JWT ``nbf``/``exp`` are checked against the real clock, not the simulated one.
+- ``POST /_sim/reset`` zeroes the stats and rate windows and restarts the seeded
+  fault stream, so a run is reproducible given the request order.
 """

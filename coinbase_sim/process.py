@@ -160,6 +160,13 @@ class SimProcess:
         """Current settings."""
         return self._request("GET", "/_sim/config")
 
+    def mint_key(self, key_type: str = "ec", path: str | None = None) -> dict[str, str]:
+        """Have the running simulator mint and trust a new key ({"name", "privateKey"})."""
+        body: dict[str, str] = {"key_type": key_type}
+        if path:
+            body["path"] = str(path)
+        return self._request("POST", "/_sim/keys", body)
+
     def truth(self, product: str, granularity: str, start: int, end: int) -> list[dict[str, str]]:
         """All closed candles with start in [start, end], newest first."""
         query = f"?granularity={granularity}&start={start}&end={end}"

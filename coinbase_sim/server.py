@@ -20,7 +20,15 @@ from urllib.parse import parse_qs, urlsplit
 
 from coinbase_sim.config import ConfigError, Settings, SettingsStore, settings_from
 from coinbase_sim.faults import FaultInjector
-from coinbase_sim.keys import KeyRegistry
+from coinbase_sim.keys import (
+    ApiKey,
+    KeyFormatError,
+    KeyRegistry,
+    load_key_file,
+    mint_key,
+    parse_private_key,
+    write_key_file,
+)
 from coinbase_sim.limits import Decision, RateLimiter, Stats
 from coinbase_sim.market import GRANULARITIES, Market
 
@@ -195,6 +203,8 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/_sim/reset":
             state.reset()
             self._json(200, {"status": "reset"})
+        elif path == "/_sim/keys":
+            self._mint_key(body)
         elif path == "/_sim/config":
             try:
                 changes = json.loads(body or b"{}")
@@ -207,6 +217,24 @@ class Handler(BaseHTTPRequestHandler):
             self._json(200, settings.public())
         else:
             self._send(404, b"404 page not found\n", "text/plain; charset=utf-8")
+
+    def _mint_key(self, body: bytes) -> None:
+        """Mint a key the simulator trusts from now on; optionally write its key file."""
+        try:
+            request = json.loads(body or b"{}")
+            key_type = request.get("key_type", "ec")
+            path = request.get("path")
+            if path:
+                write_key_file(path, key_type)
+                key = load_key_file(path)
+            else:
+                name, secret = mint_key(key_type)
+                key = ApiKey(name, secret, parse_private_key(secret))
+        except (KeyFormatError, OSError, AttributeError, json.JSONDecodeError) as exc:
+            self._json(400, {"error": "INVALID_ARGUMENT", "message": str(exc)})
+            return
+        self.server.state.keys.add(key.name, key.private_key)
+        self._json(200, {"name": key.name, "privateKey": key.secret})
 
     # ---------------------------------------------------------------- candles
     def _candles(
@@ -383,20 +411,23 @@ def _product_list(market: Market) -> list[dict[str, object]]:
 
 
 def make_server(
-    host: str = "127.0.0.1", port: int = 0, settings: Settings | None = None, **config: Any
+    host: str = "127.0.0.1",
+    port: int = 0,
+    settings: Settings | dict[str, Any] | None = None,
+    **config: Any,
 ) -> SimServer:
-    """Bind a simulator (not yet serving): call serve_forever(), e.g. in a thread.
+    """Bind a simulator (not yet serving): call serve_forever(), e.g. serve_in_thread().
 
-    `config` holds Settings fields (seed, key_files, p500, cap, ...) applied
-    on top of `settings`.
+    `settings` is a Settings or a dict of its fields (seed, key_files, p500,
+    cap, ...); `config` holds more fields applied on top.
     """
-    if settings is None:
-        settings = settings_from(**config)
-    elif config:
+    merged: dict[str, Any] = {}
+    if isinstance(settings, Settings):
         merged = settings.public()
-        merged.update(config)
-        settings = settings_from(**merged)
-    return SimServer((host, port), SimState(settings))
+    elif settings:
+        merged = dict(settings)
+    merged.update(config)
+    return SimServer((host, port), SimState(settings_from(**merged)))
 
 
 def serve_in_thread(server: SimServer) -> threading.Thread:

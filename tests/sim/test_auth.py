@@ -124,3 +124,16 @@ def test_cli_write_key(tmp_path: Path) -> None:
     )
     assert json.loads(done.stdout)["name"] == load_key_file(path).name
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+def test_runtime_minted_key_is_trusted(sim: Sim, tmp_path: Path) -> None:
+    path = tmp_path / "runtime.json"
+    minted = sim.session.post(
+        sim.url + "/_sim/keys", json={"key_type": "ed25519", "path": str(path)}
+    ).json()
+    key = load_key_file(path)
+    assert key.name == minted["name"]
+    response = sim.private("BTC-USD", key=key, **_params())
+    assert response.status_code == 200
+    bad = sim.session.post(sim.url + "/_sim/keys", json={"key_type": "rsa"})
+    assert bad.status_code == 400
