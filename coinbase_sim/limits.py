@@ -33,8 +33,8 @@ class RateLimiter:
 
     def check(self, identity: str, rate: int, enforce: bool, now: float | None = None) -> Decision:
         """Admit or refuse one request from `identity` (always admitted if not enforcing)."""
-        now = time.monotonic() if now is None else now
-        with self._lock:
+        with self._lock:  # read the clock under the lock so windows stay sorted
+            now = time.monotonic() if now is None else now
             window = self._windows.setdefault(identity, deque())
             while window and window[0] <= now - WINDOW_S:
                 window.popleft()
@@ -84,8 +84,8 @@ class Stats:
 
     def identity(self, identity: str, now: float | None = None) -> None:
         """Record one arrival for the per-second peak of `identity` ("key:..." or "ip:...")."""
-        now = time.monotonic() if now is None else now
         with self._lock:
+            now = time.monotonic() if now is None else now
             window = self._arrivals.setdefault(identity, deque())
             while window and window[0] <= now - WINDOW_S:
                 window.popleft()
