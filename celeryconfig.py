@@ -6,6 +6,7 @@ series when a worker or Redis dies, and nothing secret on the wire.
 
 from kombu import Queue
 
+from backfill.results import result_backend_url
 from backfill.settings import load_settings
 from backfill.timeframe import TIMEFRAMES, priority_key
 
@@ -16,7 +17,7 @@ CONTROL_QUEUE = "backfill.control"
 QUEUE_ORDER = [CONTROL_QUEUE] + [f"backfill.{n}" for n in sorted(TIMEFRAMES, key=priority_key)]
 
 broker_url = _settings.redis_url
-result_backend = _settings.redis_url
+result_backend = result_backend_url(_settings.redis_url)
 broker_connection_retry_on_startup = True
 broker_transport_options = {
     # BRPOP takes from the first non-empty queue in the worker's -Q order.

@@ -21,4 +21,6 @@ def _configure_logging(loglevel: int | str | None = None, **_: object) -> None:
 
 def use_redis(url: str) -> None:
     """Point this process's app at another Redis (the demo's embedded one, a test's)."""
-    app.conf.update(broker_url=url, result_backend=url)
+    from backfill.results import result_backend_url
+
+    app.conf.update(broker_url=url, result_backend=result_backend_url(url))

@@ -69,5 +69,17 @@ def test_writes_are_idempotent_one_member_per_timestamp(rclient, batches):
 def test_state_ignores_members_after_the_last_closed_bucket(rclient):
     cache = CandleCache(rclient)
     cache.write(S, candles(5))
-    st_ = cache.state(S, T0 + 2 * 300)
-    assert (st_.count, st_.newest_start) == (3, T0 + 600)
+    st_ = cache.state(S, T0 + 2 * 300, 100)
+    assert (st_.count, st_.newest_start, st_.checked_upto) == (3, T0 + 600, None)
+    assert cache.state(S, T0 + 4 * 300, 2).starts == [T0 + 1200, T0 + 900]
+
+
+def test_checked_marker_and_gaps(rclient):
+    cache = CandleCache(rclient)
+    cs = candles(6)
+    cache.write(S, [cs[0], cs[2], cs[5]], checked_upto=T0 + 7 * 300, exhausted=True)
+    st_ = cache.state(S, T0 + 7 * 300, 100)
+    assert st_.checked_upto == T0 + 7 * 300 and st_.exhausted
+    assert st_.gaps(300) == 3  # buckets 1, 3, 4 had no trades
+    cache.write(S, [], checked_upto=T0 + 300)  # an older check never moves the marker back
+    assert cache.state(S, T0 + 7 * 300, 100).checked_upto == T0 + 7 * 300

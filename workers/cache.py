@@ -24,10 +24,25 @@ class InvalidCandle(ValueError):
 
 @dataclass(frozen=True)
 class CachedState:
-    """What the cache holds for a series at or before a given bucket."""
+    """The newest (up to n) closed members a series holds at or before a bucket."""
 
-    count: int  # members at or before the bucket
-    newest_start: int | None  # UNIX seconds of the newest such member
+    starts: list[int]  # bucket starts, UNIX seconds, newest first
+    checked_upto: int | None = None  # newest bucket the exchange was asked about (gaps included)
+    exhausted: bool = False  # the last full fetch found fewer candles than wanted: no more exist
+
+    @property
+    def count(self) -> int:
+        return len(self.starts)
+
+    @property
+    def newest_start(self) -> int | None:
+        return self.starts[0] if self.starts else None
+
+    def gaps(self, seconds: int) -> int:
+        """Buckets with no trades inside the span these members cover."""
+        if len(self.starts) < 2:
+            return 0
+        return (self.starts[0] - self.starts[-1]) // seconds + 1 - len(self.starts)
 
 
 class CandleCache:
@@ -45,9 +60,25 @@ class CandleCache:
     def key(self, series: Series) -> str:
         return series.cache_key(self.user_id, self.exchange_id)
 
-    def write(self, series: Series, candles: list[Candle]) -> int:
-        """Write closed candles for one series; returns the members the key holds after."""
-        args: list[object] = [self.ttl_s, MAX_MEMBERS]
+    def checked_key(self, series: Series) -> str:
+        return f"backfill:checked:{self.user_id}:{self.exchange_id}:{series.symbol}:{series.timeframe.name}"
+
+    def write(
+        self,
+        series: Series,
+        candles: list[Candle],
+        *,
+        checked_upto: int | None = None,
+        exhausted: bool = False,
+    ) -> int:
+        """Write closed candles for one series; returns the members the key holds after.
+
+        `checked_upto` (UNIX seconds) is the newest closed bucket the exchange was asked
+        about, so a bucket with no trades does not make the series look stale next time.
+        """
+        args: list[object] = [
+            self.ttl_s, MAX_MEMBERS, (checked_upto or 0) * 1000, int(exhausted)
+        ]
         for c in candles:
             if not c.closed:
                 raise InvalidCandle(f"{series}: candle at {c.start} is still in progress")
@@ -55,20 +86,26 @@ class CandleCache:
             if problem:
                 raise InvalidCandle(f"{series}: candle at {c.start}: {problem}")
             args += [c.timestamp_ms, c.member(series.symbol, series.timeframe.name)]
-        if not candles:
-            return int(self.redis.zcard(self.key(series)))
-        return int(self._write(keys=[self.key(series)], args=args))
+        return int(self._write(keys=[self.key(series), self.checked_key(series)], args=args))
 
-    def state(self, series: Series, upto_start: int) -> CachedState:
-        """Members at or before bucket `upto_start` (in-progress members a live writer
-        added after it do not make a series look fresh)."""
+    def state(self, series: Series, upto_start: int, n: int) -> CachedState:
+        """The newest n members at or before bucket `upto_start`, in one round trip.
+
+        Members after it (an in-progress bucket a live writer added) do not make a series
+        look fresh.
+        """
         key, upto_ms = self.key(series), upto_start * 1000
         pipe = self.redis.pipeline(transaction=False)
-        pipe.zcount(key, "-inf", upto_ms)
-        pipe.zrevrangebyscore(key, upto_ms, "-inf", start=0, num=1, withscores=True)
-        count, newest = pipe.execute()
-        return CachedState(int(count), int(newest[0][1]) // 1000 if newest else None)
+        pipe.zrevrangebyscore(key, upto_ms, "-inf", start=0, num=n, withscores=True)
+        pipe.hmget(self.checked_key(series), "upto", "exhausted")
+        members, (checked, exhausted) = pipe.execute()
+        return CachedState(
+            [int(score) // 1000 for _, score in members],
+            int(checked) // 1000 if checked else None,
+            exhausted == b"1",
+        )
 
     def newest(self, series: Series, n: int) -> list[str]:
         """What a reader gets: the newest n members, oldest first (`ZRANGE key -n -1`)."""
-        return [m.decode() if isinstance(m, bytes) else m for m in self.redis.zrange(self.key(series), -n, -1)]
+        members = self.redis.zrange(self.key(series), -n, -1)
+        return [m.decode() if isinstance(m, bytes) else m for m in members]

@@ -62,57 +62,64 @@ def fill_series(
     last_closed = tf.last_closed_start(now)
     n = options.candle_count
 
-    state = cache.state(series, last_closed)
-    if not options.full and state.newest_start == last_closed and state.count >= n:
+    state = cache.state(series, last_closed, n)
+    enough = state.count >= n or state.exhausted
+    known = max(state.newest_start or 0, state.checked_upto or 0)
+    if not options.full and enough and known >= last_closed:
         out.mode = "fresh"
-        out.candles_cached = n
-        out.newest_ts = last_closed * 1000
-    else:
-        tail = (
-            not options.full
-            and state.newest_start is not None
-            and state.count >= n
-            and (last_closed - state.newest_start) // tf.seconds < n
-        )
-        if tail:
-            out.mode = "tail"
-            candles = _fetch(series, client, state.newest_start, now, four_hour, out)
-            closed = [c for c in candles if c.closed]
-        else:
-            out.mode = "cold"
-            closed = _fetch_newest(series, client, n, now, four_hour, out)
-        closed = closed[-n:]
-        cache.write(series, closed)
-        if tail:
-            after = cache.state(series, last_closed)
-            out.candles_cached = min(after.count, n)
-            out.newest_ts = after.newest_start * 1000 if after.newest_start else None
-        else:
-            out.candles_cached = len(closed)
-            out.newest_ts = closed[-1].timestamp_ms if closed else None
+    elif (
+        not options.full
+        and enough
+        and state.newest_start is not None
+        and (last_closed - state.newest_start) // tf.seconds < n
+    ):
+        out.mode = "tail"  # one bucket of overlap: the newest cached one is fetched again
+        candles = _fetch(series, client, state.newest_start, now, four_hour, out)
+        closed = [c for c in candles if c.closed]
+        cache.write(series, closed, checked_upto=_checked_upto(client, tf, now),
+                    exhausted=state.exhausted)
         out.candles_written = len(closed)
-        if closed:
-            span = (closed[-1].start - closed[0].start) // tf.seconds + 1
-            out.gaps = span - len(closed)
+    else:
+        out.mode = "cold"
+        closed = _fetch_newest(series, client, n, now, four_hour, out)[-n:]
+        cache.write(series, closed, checked_upto=_checked_upto(client, tf, now),
+                    exhausted=len(closed) < n)
+        out.candles_written = len(closed)
+    if out.mode != "fresh":
+        state = cache.state(series, last_closed, n)
+    out.candles_cached = state.count
+    out.newest_ts = state.newest_start * 1000 if state.newest_start else None
+    out.gaps = state.gaps(tf.seconds)
     out.requests = client.requests_made - requests_before
     out.ready = out.candles_cached >= options.min_candles
     if not out.ready:
         out.reason = (
-            f"only {out.candles_cached} closed candles exist within "
-            f"{(MAX_LOOKBACK_PAGES + 1) * client.cap} buckets (no trades); "
+            f"only {out.candles_cached} closed candles exist in the newest "
+            f"{n + MAX_LOOKBACK_PAGES * (client.cap - 1)} {tf.name} buckets (no trades); "
             f"{options.min_candles} needed"
         )
     out.elapsed_s = round(time.monotonic() - t0, 4)
     return out
 
 
+def _checked_upto(client: CoinbaseClient, tf: Timeframe, now: float) -> int:
+    """The newest bucket that had closed on the exchange when we asked."""
+    server = client.last_server_time or now
+    return tf.last_closed_start(min(now, server))
+
+
 def _fetch_newest(
     series: Series, client: CoinbaseClient, n: int, now: float, four_hour, out: Outcome
 ) -> list[Candle]:
-    """The newest n closed candles, looking further back a page at a time through gaps."""
+    """The newest n closed candles, looking further back a page at a time through gaps.
+
+    The first request asks for half as many buckets again as needed (same cost, one
+    request) so that a few buckets without trades do not cost a second request.
+    """
     tf = series.timeframe
     end = tf.floor(int(now))  # the in-progress bucket, fetched and dropped
-    start = end - n * tf.seconds
+    span = max(n, min(client.cap - 1, n + n // 2))
+    start = end - span * tf.seconds
     closed = [c for c in _fetch(series, client, start, now, four_hour, out) if c.closed]
     for _ in range(MAX_LOOKBACK_PAGES):
         if len(closed) >= n:

@@ -23,6 +23,7 @@ class Outcome:
     error: str | None = None
     reason: str | None = None  # why not ready: error class, or too few candles
     elapsed_s: float = 0.0
+    finished_at: float = 0.0  # UNIX time the task finished (orders a run's tasks)
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:

@@ -155,6 +155,7 @@ def backfill_series(
         outcome = _failed(series, e, "unexpected", retries)
     outcome.retries = retries
     outcome.elapsed_s = round(time.monotonic() - t0, 4)
+    outcome.finished_at = round(time.time(), 4)
     record = outcome.to_dict()
     try:
         res.runs.record(run_id, record)

@@ -1,0 +1,132 @@
+"""The pipeline end to end: real redis-server, real `celery worker` processes, real HTTP."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from backfill.dispatch import dispatch
+from backfill.gate import wait_ready
+from backfill.run import RunStore
+from backfill.series import Series
+from backfill.settings import BackfillConfig
+from tests.conftest import wait_until
+from tests.helpers import assert_matches_truth, cached
+
+SYMBOLS = ("BTC-USD", "ETH-USD", "SOL-USD", "DOGE-USD")
+
+
+def cli(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    import os
+
+    return subprocess.run([sys.executable, "-m", "backfill", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=timeout)
+
+
+def test_full_run_matches_exchange_and_gate_opens_once(rclient, redis_url, sim, start_workers):
+    start_workers(2)
+    config = BackfillConfig(symbols=SYMBOLS)
+    t0 = time.time()
+    d = dispatch(config, redis_url=redis_url)
+    result = wait_ready(rclient, d.run_id, timeout=120)
+    assert result.summary is not None and result.exit_code == 0, result.summary
+    s = result.summary
+    assert s["status"] == "ready" and len(s["ready"]) == 20 and s["completed"] == 20
+    assert not s["failed"] and not s["not_ready"]
+    for symbol in SYMBOLS:
+        for tf in config.timeframes:
+            assert_matches_truth(rclient, sim, Series.of(symbol, tf), 100, t0)
+    assert int(rclient.get(RunStore.key(d.run_id, "callbacks"))) == 1
+    stats = sim.stats()
+    assert stats["responses_by_status"].get("429", 0) == 0
+
+
+def test_priority_order_with_one_worker(rclient, redis_url, sim, start_workers):
+    start_workers(1, concurrency=1)
+    d = dispatch(BackfillConfig(symbols=SYMBOLS, timeframes=("1d", "1h", "15m", "5m")),
+                 redis_url=redis_url)
+    assert wait_ready(rclient, d.run_id, timeout=120).exit_code == 0
+    outcomes = sorted(RunStore(rclient).outcomes(d.run_id).values(), key=lambda o: o["finished_at"])
+    order = [o["timeframe"] for o in outcomes]
+    assert order == ["5m"] * 4 + ["15m"] * 4 + ["1h"] * 4 + ["1d"] * 4, order
+
+
+def test_unknown_product_fails_alone_and_wait_ready_exit_codes(rclient, redis_url, sim, start_workers):
+    start_workers(1)
+    d = dispatch(BackfillConfig(symbols=("BTC-USD", "NOPE-USD"), timeframes=("5m", "1h")),
+                 redis_url=redis_url)
+    result = wait_ready(rclient, d.run_id, timeout=120)
+    s = result.summary
+    assert result.exit_code == 3 and s["status"] == "partial"
+    assert sorted(s["ready"]) == ["BTC-USD:1h", "BTC-USD:5m"]
+    assert sorted(f["series"] for f in s["failed"]) == ["NOPE-USD:1h", "NOPE-USD:5m"]
+    assert all(f["reason"] == "NotFound" and f["retries"] == 0 for f in s["failed"])
+    env = {"REDIS_URL": redis_url}
+    r = cli("wait-ready", "--run", d.run_id, "--timeout", "5", env=env)
+    assert r.returncode == 3 and "NOPE-USD:5m" in r.stdout
+    ok = dispatch(BackfillConfig(symbols=("BTC-USD",), timeframes=("5m",)), redis_url=redis_url)
+    assert cli("wait-ready", "--run", ok.run_id, "--timeout", "60", env=env).returncode == 0
+
+
+def test_wait_ready_times_out_with_exit_1(redis_url, sim):
+    d = dispatch(BackfillConfig(symbols=("BTC-USD",), timeframes=("5m",)), redis_url=redis_url)
+    t0 = time.monotonic()
+    r = cli("wait-ready", "--run", d.run_id, "--timeout", "1", env={"REDIS_URL": redis_url})
+    assert r.returncode == 1 and time.monotonic() - t0 < 30
+
+
+def test_callback_needs_a_consumed_control_queue(rclient, redis_url, sim, start_workers):
+    start_workers(1, queues=["backfill.5m"])
+    d = dispatch(BackfillConfig(symbols=("BTC-USD", "ETH-USD"), timeframes=("5m",)), redis_url=redis_url)
+    runs = RunStore(rclient)
+    wait_until(lambda: runs.completed(d.run_id) == 2, 60, "both series done")
+    # every header task is done, yet no worker consumes backfill.control: the gate stays shut
+    assert wait_ready(rclient, d.run_id, timeout=3).summary is None
+    assert rclient.llen("backfill.control") == 1
+    start_workers(1, queues=["backfill.control"])
+    assert wait_ready(rclient, d.run_id, timeout=60).exit_code == 0
+
+
+def test_redispatch_one_member_per_timestamp_and_no_requests(rclient, redis_url, sim, start_workers):
+    start_workers(2)
+    config = BackfillConfig(symbols=SYMBOLS[:2])
+    first = dispatch(config, redis_url=redis_url)
+    assert wait_ready(rclient, first.run_id, timeout=120).exit_code == 0
+    before = sim.stats()["requests_total"]
+    t0 = time.monotonic()
+    second = dispatch(config, redis_url=redis_url)
+    assert wait_ready(rclient, second.run_id, timeout=60).exit_code == 0
+    warm_s = time.monotonic() - t0
+    assert sim.stats()["requests_total"] == before  # warm restart: nothing to fetch
+    assert warm_s < 10
+    third = dispatch(BackfillConfig(symbols=SYMBOLS[:2], full=True), redis_url=redis_url)
+    assert wait_ready(rclient, third.run_id, timeout=120).exit_code == 0
+    assert sim.stats()["requests_total"] >= before + 10  # --full refetches every series
+    for symbol in SYMBOLS[:2]:
+        for tf in config.timeframes:
+            members = cached(rclient, Series.of(symbol, tf))
+            stamps = [m["timestamp"] for m in members]
+            assert len(stamps) == len(set(stamps)) and len(stamps) >= 100
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--timeframes", "5m,3m"], "'3m'"),
+    (["--symbols", "BTC-USD,BTC-USD/../accounts"], "BTC-USD/../accounts"),
+    (["--symbols", "btc usd"], "btc usd"),
+    (["--symbols", ","], "empty"),
+    (["--candle-count", "0"], "candle count 0"),
+    (["--candle-count", "10000"], "candle count 10000"),
+])
+def test_bad_input_enqueues_nothing(rclient, redis_url, args, needle):
+    r = cli("dispatch", *args, env={"REDIS_URL": redis_url})
+    assert r.returncode == 2, r.stderr
+    assert needle in r.stderr and r.stderr.count("error:") == 1
+    assert rclient.dbsize() == 0  # nothing enqueued, nothing written
+
+
+def test_unreachable_redis_is_one_clear_error():
+    r = cli("dispatch", "--symbols", "BTC-USD", env={"REDIS_URL": "redis://127.0.0.1:1/0"})
+    assert r.returncode == 2 and "cannot reach Redis at redis://127.0.0.1:1/0" in r.stderr
