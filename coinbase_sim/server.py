@@ -167,6 +167,10 @@ class Handler(BaseHTTPRequestHandler):
         super().setup()
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """`Date` follows the simulated clock, as the exchange's own clock would."""
+        return super().date_time_string(self.server.state.now() if timestamp is None else timestamp)
+
     def log_message(self, format: str, *args: Any) -> None:
         """Silence per-request logging (it would dominate CPU at hundreds of req/s)."""
 

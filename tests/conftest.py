@@ -3,26 +3,13 @@
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
 from backfill.embedded import EmbeddedRedis
-
-
-def wait_until(cond: Callable[[], object], timeout: float, what: str, every: float = 0.05):
-    """Poll a condition with a deadline (never a bare sleep as synchronisation)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(every)
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 
 import redis
 
@@ -37,3 +38,15 @@ def assert_matches_truth(rclient: redis.Redis, sim, series: Series, n: int, not_
     last_closed_at_start = tf.last_closed_start(not_before)
     newer = sim.truth(series.symbol, tf.granularity, newest + tf.seconds, last_closed_at_start)
     assert not newer, f"{series}: closed candles {newer[:2]} missing after {newest}"
+
+
+def wait_until(cond: Callable[[], object], timeout: float, what: str, every: float = 0.05):
+    """Poll a condition with a deadline (never a bare sleep as synchronisation)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(every)

@@ -13,8 +13,7 @@ from backfill.gate import wait_ready
 from backfill.run import RunStore
 from backfill.series import Series
 from backfill.settings import BackfillConfig
-from tests.conftest import wait_until
-from tests.helpers import assert_matches_truth, cached
+from helpers import assert_matches_truth, cached, wait_until
 
 SYMBOLS = ("BTC-USD", "ETH-USD", "SOL-USD", "DOGE-USD")
 
