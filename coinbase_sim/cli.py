@@ -39,6 +39,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--key-rate", type=int, help="requests/s per key (30)")
     p.add_argument("--ip-rate", type=int, help="requests/s per IP on public endpoint (10)")
     p.add_argument("--clock-offset", type=float, help="seconds added to the market clock")
+    p.add_argument("--synthetic-products", type=int, default=0, metavar="N",
+                   help="add N liquid products SYN0001-USD ... (for scale runs)")
     p.add_argument("--config", help="JSON object of settings, applied after the flags")
     return p
 
@@ -46,6 +48,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 def settings_args(args: argparse.Namespace) -> dict[str, Any]:
     """Settings given on the command line, as /_sim/config keys."""
     values: dict[str, Any] = {"seed": args.seed, "key_files": args.key_file}
+    if args.synthetic_products:
+        values["synthetic_products"] = args.synthetic_products
     optional = {
         "latency_ms": args.latency_ms,
         "p429": args.p429,

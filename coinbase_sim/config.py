@@ -35,6 +35,7 @@ class Settings:
     key_rate: int = 30
     ip_rate: int = 10
     clock_offset_s: float = 0.0
+    synthetic_products: int = 0  # extra products SYN0001-USD ... (fixed at start)
 
     def public(self) -> dict[str, Any]:
         """JSON-friendly view of all settings."""
@@ -43,7 +44,7 @@ class Settings:
         return data
 
 
-FIXED = frozenset({"seed", "key_files"})
+FIXED = frozenset({"seed", "key_files", "synthetic_products"})
 _PROBABILITIES = ("p429", "p500", "p503", "ptimeout", "ptruncated", "pnonjson")
 
 
@@ -114,6 +115,8 @@ class SettingsStore:
             data = asdict(self._settings)
             for name, value in changes.items():
                 if name in FIXED:
+                    if value == data[name]:
+                        continue  # restating a fixed setting unchanged is harmless
                     raise ConfigError(f"{name} is fixed at start")
                 try:
                     data[name] = _coerce(name, value)
@@ -137,8 +140,12 @@ def settings_from(**values: Any) -> Settings:
     if unknown:
         raise ConfigError(f"unknown settings: {sorted(unknown)}")
     fixed = {k: values.pop(k) for k in list(values) if k in FIXED}
+    synthetic = int(fixed.get("synthetic_products", 0) or 0)
+    if not 0 <= synthetic <= 9999:
+        raise ConfigError("synthetic_products must be within [0, 9999]")
     base = Settings(
-        seed=int(fixed.get("seed", 1)), key_files=[str(f) for f in fixed.get("key_files") or []]
+        seed=int(fixed.get("seed", 1)), key_files=[str(f) for f in fixed.get("key_files") or []],
+        synthetic_products=synthetic,
     )
     store = SettingsStore(base)
     return store.update(values)

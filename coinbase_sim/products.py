@@ -128,3 +128,31 @@ CATALOG: tuple[Product, ...] = (
 )
 
 PRODUCTS: dict[str, Product] = {p.product_id: p for p in CATALOG}
+
+SYNTHETIC_PREFIX = "SYN"
+MAX_SYNTHETIC = 9999
+
+
+def synthetic_products(count: int) -> tuple[Product, ...]:
+    """`count` extra liquid products SYN0001-USD, SYN0002-USD, ... for scale runs.
+
+    Deterministic (the same count gives the same products): price level, tick and
+    volatility cycle through a few realistic shapes; every one trades in every bucket,
+    so a fetch of n buckets returns n candles.
+    """
+    if not 0 <= count <= MAX_SYNTHETIC:
+        raise ValueError(f"synthetic product count must be within [0, {MAX_SYNTHETIC}]")
+    shapes = (("120", "0.01"), ("3.5", "0.001"), ("0.42", "0.0001"), ("2400", "0.01"))
+    out = []
+    for i in range(1, count + 1):
+        price, tick = shapes[i % len(shapes)]
+        out.append(
+            _p(f"{SYNTHETIC_PREFIX}{i:04d}-USD", price, tick, 0.04 + (i % 5) * 0.005,
+               2e7 + (i % 7) * 5e6)
+        )
+    return tuple(out)
+
+
+def catalog(synthetic: int = 0) -> tuple[Product, ...]:
+    """The fixed catalog plus `synthetic` generated products."""
+    return CATALOG + synthetic_products(synthetic) if synthetic else CATALOG

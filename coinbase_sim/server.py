@@ -31,6 +31,7 @@ from coinbase_sim.keys import (
 )
 from coinbase_sim.limits import Decision, RateLimiter, Stats
 from coinbase_sim.market import GRANULARITIES, Market
+from coinbase_sim.products import catalog
 
 PRIVATE_PATH = re.compile(r"/api/v3/brokerage/products/([^/]+)/candles")
 PUBLIC_PATH = re.compile(r"/api/v3/brokerage/market/products/([^/]+)/candles")
@@ -63,7 +64,7 @@ class SimState:
 
     def __init__(self, settings: Settings) -> None:
         self.store = SettingsStore(settings)
-        self.market = Market(settings.seed)
+        self.market = Market(settings.seed, catalog(settings.synthetic_products))
         self.keys = KeyRegistry()
         for path in settings.key_files:
             self.keys.load_file(path)

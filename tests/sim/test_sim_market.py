@@ -197,3 +197,16 @@ def test_market_is_fast_after_warm_up() -> None:
         market.render("BTC-USD", candles)
         assert time.perf_counter() - began < 0.05
         assert len(candles) >= 300
+
+
+def test_synthetic_products_are_deterministic_and_served() -> None:
+    from coinbase_sim.config import ConfigError, SettingsStore, settings_from
+    from coinbase_sim.products import catalog, synthetic_products
+
+    assert synthetic_products(3) == synthetic_products(3)
+    assert [p.product_id for p in synthetic_products(2)] == ["SYN0001-USD", "SYN0002-USD"]
+    assert len(catalog(500)) == len(CATALOG) + 500
+    store = SettingsStore(settings_from(synthetic_products=5))
+    store.update({"synthetic_products": 5})  # restating a fixed setting is allowed
+    with pytest.raises(ConfigError):
+        store.update({"synthetic_products": 6})
