@@ -1,0 +1,182 @@
+"""The benchmark's scenarios: budgeted startup backfill, seed, warm restart, scale."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from backfill.dispatch import dispatch, queue_for
+from backfill.gate import wait_ready
+from backfill.run import RunStore
+from backfill.series import Series
+from backfill.settings import BackfillConfig
+from backfill.timeframe import TIMEFRAME_PRIORITY
+from bench.stack import RssSampler, Stack, WorkerSpec, log
+
+REALISTIC_SIM = {"latency_ms": [80, 150], "rate_limits": True, "key_rate": 30,
+                 "p429": 0.0, "p500": 0.0, "p503": 0.0, "ptimeout": 0.0,
+                 "ptruncated": 0.0, "pnonjson": 0.0, "four_hour": True, "cap": 300}
+LIFTED_SIM = {**REALISTIC_SIM, "latency_ms": [0, 0], "rate_limits": False}
+LIFTED_RATE = 100000.0
+
+
+class BenchError(RuntimeError):
+    """The benchmark itself broke (not a missed target)."""
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    total: int
+    wall_s: float
+    t0: float
+    summary: dict
+    outcomes: dict
+
+
+def timed_run(stack: Stack, config: BackfillConfig, timeout: float) -> RunResult:
+    """Dispatch, wait for the gate; wall time from the dispatch call to the open gate."""
+    t0 = time.time()
+    d = dispatch(config, redis_url=stack.redis_url)
+    result = wait_ready(stack.redis, d.run_id, timeout=timeout)
+    wall = time.time() - t0
+    if result.summary is None:
+        raise BenchError(f"run {d.run_id} did not open its gate within {timeout:.0f}s "
+                         f"(logs in {stack.workdir})")
+    return RunResult(d.run_id, d.total, wall, t0, result.summary,
+                     RunStore(stack.redis).outcomes(d.run_id))
+
+
+def startup(stack: Stack, spec: WorkerSpec, symbols: tuple[str, ...], timeframes: tuple[str, ...],
+            budget: float, timeout: float = 300) -> dict:
+    """(1) full cold backfill on the realistic simulator, (3) first indicator, (5) warm restart."""
+    stack.flush()
+    stack.sim.configure(**REALISTIC_SIM)
+    stack.start_workers(spec, fleet_rate=budget)
+    stack.sim.reset()
+    config = BackfillConfig(symbols=symbols, timeframes=timeframes)
+    log(f"startup backfill: {len(symbols)} x {len(timeframes)} series, budget {budget}/s, "
+        f"{spec.describe()}")
+    run = timed_run(stack, config, timeout)
+    stats = stack.sim.stats()
+    requests = int(stats["requests_total"])
+    floor = requests / budget
+    first_tf = timeframes[0]
+    firsts = [o["finished_at"] for o in run.outcomes.values() if o["timeframe"] == first_tf]
+    first_s = max(firsts) - run.t0
+    first_floor = len(symbols) / budget
+    out = {
+        "series": run.total,
+        "series_ready": len(run.summary["ready"]),
+        "series_failed": len(run.summary["failed"]),
+        "wall_s": round(run.wall_s, 3),
+        "requests": requests,
+        "floor_s": round(floor, 3),
+        "ratio_to_floor": round(run.wall_s / floor, 3),
+        "responses_429": int(stats["responses_by_status"].get("429", 0)),
+        "max_requests_in_any_second": max(
+            (stats.get("max_requests_in_any_second") or {"": 0}).values()),
+        "first_indicator_s": round(first_s, 3),
+        "first_indicator_floor_s": round(first_floor, 3),
+        "first_indicator_ratio": round(first_s / first_floor, 3),
+    }
+    log(f"startup: {out}")
+    # (5) warm restart right after: same workers, same cache
+    stack.sim.reset()
+    warm = timed_run(stack, config, 120)
+    out["warm_requests"] = int(stack.sim.stats()["requests_total"])
+    out["warm_gate_s"] = round(warm.wall_s, 3)
+    out["warm_status"] = warm.summary["status"]
+    log(f"warm restart: {out['warm_requests']} requests, gate open after {out['warm_gate_s']}s")
+    stack.stop_workers()
+    return out
+
+
+def seed(stack: Stack, symbols: tuple[str, ...], timeframes: tuple[str, ...]) -> dict:
+    """(2) the seed's algorithm against the same simulator and cache writer, cold cache."""
+    from bench.seed import run_seed
+
+    stack.flush()
+    stack.sim.configure(**REALISTIC_SIM)
+    stack.sim.reset()
+    series = [Series.of(s, tf) for tf in timeframes for s in symbols]
+    log(f"seed algorithm: {len(series)} series, batches of 5, 1 s pause")
+    r = run_seed(series, stack.sim.url, str(stack.key_file), stack.redis_url)
+    stats = stack.sim.stats()
+    out = {"seed_wall_s": r.wall_s, "seed_requests": int(stats["requests_total"]),
+           "seed_responses_429": int(stats["responses_by_status"].get("429", 0)),
+           "seed_failed": r.failed}
+    log(f"seed: {out}")
+    return out
+
+
+def noop_chord(stack: Stack, symbols: tuple[str, ...], timeframes: tuple[str, ...],
+               timeout: float) -> float:
+    """The same chord shape as a run with no-op tasks; seconds from dispatch to callback."""
+    from celery import chord, group
+
+    from backfill.run import new_run_id
+    from bench.noop import done_key, noop, noop_finish
+
+    run_id = "noop-" + new_run_id()
+    options = BackfillConfig().task_options()
+    t0 = time.time()
+    header = group(
+        noop.si(run_id, s, tf, options).set(queue=queue_for(tf))
+        for tf in timeframes for s in symbols
+    )
+    chord(header)(noop_finish.s(run_id).set(queue="backfill.control"))
+    deadline = time.monotonic() + timeout
+    while True:
+        raw = stack.redis.get(done_key(run_id))
+        if raw:
+            return float(raw) - t0
+        if time.monotonic() > deadline:
+            raise BenchError(f"no-op chord {run_id} not done within {timeout:.0f}s")
+        time.sleep(0.01)
+
+
+def synthetic_symbols(n: int) -> tuple[str, ...]:
+    return tuple(f"SYN{i:04d}-USD" for i in range(1, n + 1))
+
+
+def scale(stack: Stack, spec: WorkerSpec, symbols: int, small: int,
+          timeframes: tuple[str, ...] = TIMEFRAME_PRIORITY, timeout: float = 600) -> dict:
+    """(4) the whole pipeline with latency and limits off, next to a no-op chord's ceiling."""
+    stack.flush()
+    stack.sim.configure(**LIFTED_SIM)
+    stack.start_workers(spec, fleet_rate=LIFTED_RATE, include_noop=True)
+    pids = [w.pid for w in stack.workers]
+    n_series = symbols * len(timeframes)
+    log(f"scale: {n_series} series, {spec.describe()}, budget lifted")
+    # warm-up and RSS at the small size: `small` symbols (small x 5 series)
+    with RssSampler(pids) as rss_small:
+        small_run = timed_run(stack, BackfillConfig(symbols=synthetic_symbols(small),
+                                                    timeframes=timeframes, full=True), timeout)
+    ceiling_s = noop_chord(stack, synthetic_symbols(symbols), timeframes, timeout)
+    ceiling = n_series / ceiling_s
+    log(f"ceiling: {n_series} no-op tasks in {ceiling_s:.2f}s = {ceiling:.1f}/s")
+    stack.sim.reset()
+    with RssSampler(pids) as rss_big:
+        big = timed_run(stack, BackfillConfig(symbols=synthetic_symbols(symbols),
+                                              timeframes=timeframes, full=True), timeout)
+    end_s = big.summary["opened_at"] - big.t0  # callback's clock, like the no-op's
+    per_s = n_series / end_s
+    stats = stack.sim.stats()
+    out = {
+        "scale_series": n_series,
+        "scale_wall_s": round(end_s, 3),
+        "scale_series_per_s": round(per_s, 1),
+        "scale_failed": len(big.summary["failed"]),
+        "scale_requests": int(stats["requests_total"]),
+        "ceiling_tasks_per_s": round(ceiling, 1),
+        "scale_ratio_to_ceiling": round(per_s / ceiling, 3),
+        "rss_small_series": small_run.total,
+        "rss_peak_small_mb": round(rss_small.peak / 2**20, 1),
+        "rss_peak_large_mb": round(rss_big.peak / 2**20, 1),
+        "rss_growth_pct": round((rss_big.peak - rss_small.peak) / rss_small.peak * 100, 2),
+        "scale_workers": spec.describe(),
+    }
+    log(f"scale: {out}")
+    stack.stop_workers()
+    return out
