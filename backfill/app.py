@@ -23,4 +23,14 @@ def use_redis(url: str) -> None:
     """Point this process's app at another Redis (the demo's embedded one, a test's)."""
     from backfill.results import result_backend_url
 
-    app.conf.update(broker_url=url, result_backend=result_backend_url(url))
+    backend = result_backend_url(url)
+    if app.conf.broker_url == url and app.conf.result_backend == backend:
+        return
+    app.conf.update(broker_url=url, result_backend=backend)
+    # Drop connections and the backend built for the previous URL (Celery caches them).
+    if app._pool is not None:
+        app._pool.force_close_all()
+        app._pool = None
+    app.amqp._producer_pool = None
+    app._backend_cache = None
+    app._local.__dict__.pop("backend", None)

@@ -41,7 +41,7 @@ def cmd_dispatch(args, settings) -> int:
     from backfill.progress import watch_with_bar
 
     config = _config(args, settings)
-    d = dispatch(config, redis_url=settings.redis_url)
+    d = dispatch(config, redis_url=settings.redis_url, settings=settings)
     if not args.wait:
         print(json.dumps({"run_id": d.run_id, "series_total": d.total}) if args.json else d.run_id)
         return 0

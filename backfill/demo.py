@@ -50,7 +50,6 @@ def run_stack(settings: Settings, config: BackfillConfig, opts: StackOptions) ->
     try:
         redis_url = os.environ.get("REDIS_URL")
         if not redis_url:
-            (workdir / "redis").mkdir()
             server = EmbeddedRedis(data_dir=workdir / "redis").start()
             if not keep:
                 stack.callback(server.stop)

@@ -18,7 +18,7 @@ from backfill.errors import BackfillError
 from backfill.logs import log_event
 from backfill.run import RunStore, new_run_id
 from backfill.series import Series
-from backfill.settings import BackfillConfig, redact_url
+from backfill.settings import BackfillConfig, Settings, load_settings, redact_url
 from backfill.timeframe import parse_timeframes
 
 log = logging.getLogger("backfill.dispatch")
@@ -54,12 +54,23 @@ def check_redis(url: str) -> redis.Redis:
     return client
 
 
-def dispatch(config: BackfillConfig, *, app=None, redis_url: str | None = None) -> Dispatched:
-    """Validate, record the run, and enqueue its chord; returns the run id."""
+def dispatch(
+    config: BackfillConfig,
+    *,
+    app=None,
+    redis_url: str | None = None,
+    settings: Settings | None = None,
+) -> Dispatched:
+    """Validate, record the run, and enqueue its chord; returns the run id.
+
+    The API key configured here is parsed too (a corrupt key fails now, not in every
+    task), though only the workers use it: it never travels in a message.
+    """
     from backfill.app import app as default_app
     from workers.tasks import backfill_series, finish
 
     app = app or default_app
+    (settings or load_settings()).credentials()
     series = plan(config)
     config = config.validated()
     url = redis_url or app.conf.broker_url

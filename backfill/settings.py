@@ -93,10 +93,20 @@ class Settings(BaseSettings):
     backfill_worker_rate_limit: str = "5/s"
     backfill_fleet_rate: float | None = None  # default: 25/s with a key, 8/s public
     backfill_request_cap: int = 300
-    backfill_max_retries: int = 6
+    backfill_max_retries: int = 10
+    backfill_request_timeout_s: float = 10.0
     backfill_cache_ttl_s: int = 86400
     backfill_visibility_timeout_s: int = 900
     backfill_log_json: bool | None = None
+
+    @field_validator(
+        "cache_redis_url", "coinbase_api_key_file", "coinbase_api_key_name",
+        "coinbase_api_private_key", "backfill_fleet_rate", "backfill_log_json", mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, v: object) -> object:
+        """`VAR=` in an env file or compose means 'not set', not an empty path or key."""
+        return None if isinstance(v, str) and not v.strip() else v
 
     @field_validator("backfill_request_cap")
     @classmethod
@@ -119,6 +129,17 @@ class Settings(BaseSettings):
                 raise InvalidInput(f"BACKFILL_FLEET_RATE {self.backfill_fleet_rate} must be > 0")
             return self.backfill_fleet_rate
         return 25.0 if self.has_key else 8.0
+
+    def credentials(self):
+        """The parsed API key, or None for the public endpoint; raises `InvalidInput`."""
+        from workers.coinbase.auth import load_credentials
+
+        secret = self.coinbase_api_private_key
+        return load_credentials(
+            self.coinbase_api_key_file,
+            self.coinbase_api_key_name,
+            secret.get_secret_value() if secret else None,
+        )
 
     def backfill_config(self) -> BackfillConfig:
         return BackfillConfig(

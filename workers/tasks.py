@@ -17,7 +17,14 @@ import redis
 from celery import Task
 
 from backfill.app import app
-from backfill.errors import AuthError, BackfillError, PermanentError, RateLimited, RetryableError
+from backfill.errors import (
+    AuthError,
+    BackfillError,
+    InvalidInput,
+    PermanentError,
+    RateLimited,
+    RetryableError,
+)
 from backfill.gate import open_gate, summarize
 from backfill.logs import log_event
 from backfill.run import RunStore
@@ -25,7 +32,6 @@ from backfill.series import Series
 from backfill.settings import Settings, load_settings
 from workers.budget import FleetBudget, budget_name
 from workers.cache import CandleCache
-from workers.coinbase.auth import load_credentials
 from workers.coinbase.client import CoinbaseClient
 from workers.fetch import FetchOptions, FourHourMemory, fill_series
 from workers.outcome import Outcome
@@ -36,6 +42,8 @@ RETRY_BASE_S = 1.0
 # A countdown is an ETA message held unacked by the worker: keep it well under the
 # broker's visibility timeout or the message is redelivered and runs twice.
 RETRY_MAX_S = max(2.0, min(60.0, _settings.backfill_visibility_timeout_s / 3))
+# Likewise a task waiting for a budget slot holds its message: give up (and retry) first.
+BUDGET_MAX_WAIT_S = max(2.0, min(30.0, _settings.backfill_visibility_timeout_s / 3))
 
 
 class WorkerResources:
@@ -54,21 +62,25 @@ class WorkerResources:
 
     def _build(self) -> None:
         s = self.settings
-        creds = load_credentials(
-            s.coinbase_api_key_file,
-            s.coinbase_api_key_name,
-            s.coinbase_api_private_key.get_secret_value() if s.coinbase_api_private_key else None,
-        )
         self.broker = redis.Redis.from_url(s.redis_url, socket_timeout=10)
+        self.runs = RunStore(self.broker)
+        self.config_error: InvalidInput | None = None
+        try:
+            creds = s.credentials()
+        except InvalidInput as e:  # every task fails with this reason; nothing is fetched
+            log.error("worker configuration is invalid: %s", e)
+            self.config_error, creds = e, None
         cache_redis = redis.Redis.from_url(s.cache_url, socket_timeout=10)
         self.budget = FleetBudget(
-            self.broker, budget_name(creds.name if creds else None), s.fleet_rate()
+            self.broker, budget_name(creds.name if creds else None), s.fleet_rate(),
+            max_wait_s=BUDGET_MAX_WAIT_S,
         )
+        timeout = s.backfill_request_timeout_s
         self.client = CoinbaseClient(
-            s.coinbase_api_base_url, creds, cap=s.backfill_request_cap, budget=self.budget
+            s.coinbase_api_base_url, creds, cap=s.backfill_request_cap, budget=self.budget,
+            timeout=(min(3.05, timeout), timeout),
         )
         self.cache_redis = cache_redis
-        self.runs = RunStore(self.broker)
         self._pid = os.getpid()
 
     def cache(self, user_id: int, exchange_id: int) -> CandleCache:
@@ -123,6 +135,8 @@ def backfill_series(
     )
     retries = self.request.retries
     try:
+        if res.config_error is not None:
+            raise res.config_error
         outcome = fill_series(
             series,
             res.client,
@@ -150,6 +164,8 @@ def backfill_series(
         outcome = _failed(series, e, "retries_exhausted", retries)
     except PermanentError as e:
         outcome = _failed(series, e, type(e).__name__, retries)
+    except InvalidInput as e:
+        outcome = _failed(series, e, "config", retries)
     except Exception as e:  # a bug must not stop the chord either; it is logged in full
         log.exception("unexpected error in %s", series.name)
         outcome = _failed(series, e, "unexpected", retries)
