@@ -28,9 +28,7 @@ def use_redis(url: str) -> None:
         return
     app.conf.update(broker_url=url, result_backend=backend)
     # Drop connections and the backend built for the previous URL (Celery caches them).
-    if app._pool is not None:
-        app._pool.force_close_all()
-        app._pool = None
+    app._pool = None
     app.amqp._producer_pool = None
     app._backend_cache = None
     app._local.__dict__.pop("backend", None)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import redis
 
+from backfill.errors import BackfillError
 from backfill.run import RUN_TTL_S, RunStore
 
 GATE_CHANNEL = "backfill:gate"
@@ -90,7 +91,7 @@ class GateResult:
         return EXIT_READY if self.summary["status"] == "ready" else EXIT_NOT_READY
 
 
-class GateError(RuntimeError):
+class GateError(BackfillError):
     """Raised when there is no run to wait for."""
 
 

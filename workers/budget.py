@@ -20,9 +20,9 @@ import redis
 
 from backfill.errors import BudgetTimeout
 
-# Spacing is stretched by this much so that scheduling jitter between the slot and the
+# Spacing is stretched by 5% so that up to ~50 ms of scheduling jitter between a slot and the
 # request's arrival cannot put rate+1 requests into one second at the exchange.
-HEADROOM = 0.97
+HEADROOM = 0.95
 RECOVERY_PER_S = 0.1
 LOWEST_FACTOR = 0.125
 
