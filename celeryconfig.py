@@ -33,7 +33,7 @@ result_expires = 24 * 3600
 
 task_queues = [Queue(name) for name in QUEUE_ORDER]
 task_default_queue = CONTROL_QUEUE
-task_routes = {"backfill.finish": {"queue": CONTROL_QUEUE}}
+task_routes = {"backfill.finish": {"queue": CONTROL_QUEUE}, "backfill.abort": {"queue": CONTROL_QUEUE}}
 task_serializer = "json"
 result_serializer = "json"
 accept_content = ["json"]
@@ -43,7 +43,10 @@ accept_content = ["json"]
 worker_prefetch_multiplier = 1
 task_acks_late = True
 task_reject_on_worker_lost = True
-worker_cancel_long_running_tasks_on_connection_loss = True
+# A task running when the broker connection drops finishes and stores its result; its
+# message comes back and runs again (idempotent writes; the chord counts it once).
+# Cancelling it instead would store a TaskRevokedError and fail the whole chord.
+worker_cancel_long_running_tasks_on_connection_loss = False
 worker_eta_task_limit = 16
 
 # Flower sees every task, queued ones included.

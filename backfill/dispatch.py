@@ -67,7 +67,7 @@ def dispatch(
     task), though only the workers use it: it never travels in a message.
     """
     from backfill.app import app as default_app
-    from workers.tasks import backfill_series, finish
+    from workers.tasks import abort, backfill_series, finish
 
     app = app or default_app
     (settings or load_settings()).credentials()
@@ -90,6 +90,7 @@ def dispatch(
         for s in series
     )
     callback = finish.s(run_id).set(queue="backfill.control")
+    callback.link_error(abort.s(run_id).set(queue="backfill.control"))
     log_event(
         log, "backfill_start", run_id=run_id, total=len(series),
         symbols=len(config.symbols), timeframes=",".join(config.timeframes),

@@ -129,3 +129,25 @@ def test_bad_input_enqueues_nothing(rclient, redis_url, args, needle):
 def test_unreachable_redis_is_one_clear_error():
     r = cli("dispatch", "--symbols", "BTC-USD", env={"REDIS_URL": "redis://127.0.0.1:1/0"})
     assert r.returncode == 2 and "cannot reach Redis at redis://127.0.0.1:1/0" in r.stderr
+
+
+def test_chord_error_opens_the_gate_as_failed(rclient, redis_url, sim, start_workers):
+    """A header task that raises (here: a message no dispatcher would build) cannot stop the
+    gate: the error callback opens it as failed instead of leaving waiters hanging."""
+    from celery import chord
+
+    from workers.tasks import abort, backfill_series, finish
+
+    start_workers(1)
+    run_id = "manual-run"
+    RunStore(rclient).create(run_id, ["BTC-USD:5m", "bad id:5m"], {})
+    opts = BackfillConfig().task_options()
+    header = [backfill_series.si(run_id, "BTC-USD", "5m", opts).set(queue="backfill.5m"),
+              backfill_series.si(run_id, "bad id", "5m", opts).set(queue="backfill.5m")]
+    body = finish.s(run_id).set(queue="backfill.control")
+    body.link_error(abort.s(run_id).set(queue="backfill.control"))
+    chord(header)(body)
+    result = wait_ready(rclient, run_id, timeout=60)
+    assert result.exit_code == 3 and result.summary["status"] == "failed"
+    assert [f["series"] for f in result.summary["failed"]] == ["bad id:5m"]
+    assert result.summary["ready"] == ["BTC-USD:5m"]

@@ -186,10 +186,12 @@ def backfill_series(
     return record
 
 
-def _failed(series: Series, error: Exception, reason: str, retries: int) -> Outcome:
+def _failed(series: Series | str, error: Exception, reason: str, retries: int) -> Outcome:
+    name = series if isinstance(series, str) else series.name
+    symbol, timeframe = name.rsplit(":", 1)
     return Outcome(
-        series=series.name, symbol=series.symbol, timeframe=series.timeframe.name,
-        status="failed", error=f"{type(error).__name__}: {error}", reason=reason, retries=retries,
+        series=name, symbol=symbol, timeframe=timeframe, status="failed",
+        error=f"{type(error).__name__}: {error}", reason=reason, retries=retries,
     )
 
 
@@ -207,3 +209,23 @@ def finish(outcomes: list[dict], run_id: str) -> dict:
         not_ready=len(summary["not_ready"]), elapsed_s=summary["elapsed_s"],
     )
     return {k: summary[k] for k in ("run_id", "status", "completed", "elapsed_s")}
+
+
+@app.task(name="backfill.abort", acks_late=True)
+def abort(request, exc, traceback, run_id: str) -> dict:
+    """Chord error callback: the run cannot finish, so open the gate as failed (loudly)
+    rather than leave waiters hanging; a new dispatch completes what is missing."""
+    res = resources.get()
+    meta = res.runs.meta(run_id) or {}
+    outcomes = res.runs.outcomes(run_id)
+    for name in meta.get("series", []):
+        if name not in outcomes:
+            outcomes[name] = _failed(name, exc, "aborted", 0).to_dict()
+    summary = summarize(run_id, list(outcomes.values()), started_at=meta.get("started_at"))
+    summary.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+    open_gate(res.broker, summary)
+    log_event(
+        log, "backfill_complete", level=logging.ERROR, run_id=run_id, status="failed",
+        error=summary["error"], completed=summary["completed"], elapsed_s=summary["elapsed_s"],
+    )
+    return {"run_id": run_id, "status": "failed"}
