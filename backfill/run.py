@@ -61,13 +61,17 @@ class RunStore:
         v = self.redis.get("backfill:run:latest")
         return v.decode() if v else None
 
-    def record(self, run_id: str, outcome: dict) -> None:
-        """Store one series' outcome and tell progress watchers."""
+    def record(self, run_id: str, *outcomes: dict) -> None:
+        """Store series outcomes and tell progress watchers (one round trip)."""
+        if not outcomes:
+            return
         key = self.key(run_id, "outcomes")
         pipe = self.redis.pipeline()
-        pipe.hset(key, outcome["series"], json.dumps(outcome, separators=(",", ":")))
+        pipe.hset(key, mapping={
+            o["series"]: json.dumps(o, separators=(",", ":")) for o in outcomes
+        })
         pipe.expire(key, RUN_TTL_S)
-        pipe.publish(PROGRESS_CHANNEL.format(run_id=run_id), outcome["series"])
+        pipe.publish(PROGRESS_CHANNEL.format(run_id=run_id), str(len(outcomes)))
         pipe.execute()
 
     def outcomes(self, run_id: str) -> dict[str, dict]:

@@ -21,6 +21,8 @@ LIQUIDITY: dict[str, tuple[float, float, float, float, float, float]] = {
     "low": (1.0, 0.97, 0.95, 0.9, 0.85, 0.6),
     "thin": (1.0, 0.8, 0.75, 0.7, 0.6, 0.35),
     "dust": (0.97, 0.5, 0.6, 0.55, 0.45, 0.35),
+    # Trades a few hours a week: fewer than 60 5m candles even five days back.
+    "ghost": (0.9, 0.12, 0.5, 0.5, 0.4, 0.35),
 }
 
 
@@ -125,6 +127,7 @@ CATALOG: tuple[Product, ...] = (
     _p("ENS-USD", "30", "0.01", 0.065, 2e6, "thin"),
     _p("RARE-USD", "0.09", "0.0001", 0.080, 2e5, "dust"),
     _p("DUST-USD", "0.05", "0.0001", 0.080, 5e4, "dust"),
+    _p("GHOST-USD", "0.02", "0.0001", 0.090, 1e4, "ghost"),
 )
 
 PRODUCTS: dict[str, Product] = {p.product_id: p for p in CATALOG}

@@ -100,6 +100,7 @@ def test_redispatch_one_member_per_timestamp_and_no_requests(rclient, redis_url,
     assert wait_ready(rclient, second.run_id, timeout=60).exit_code == 0
     warm_s = time.monotonic() - t0
     assert sim.stats()["requests_total"] == before  # warm restart: nothing to fetch
+    assert second.fresh == second.total  # ... and nothing enqueued but the callback
     assert warm_s < 10
     third = dispatch(BackfillConfig(symbols=SYMBOLS[:2], full=True), redis_url=redis_url)
     assert wait_ready(rclient, third.run_id, timeout=120).exit_code == 0

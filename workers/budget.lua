@@ -1,25 +1,36 @@
--- GCRA over the whole fleet: reserve the next send slot and say how long to wait for it.
--- KEYS[1] tat key (theoretical arrival time, microseconds)
--- KEYS[2] slow key (hash: factor, at) written by throttle.lua after a 429
--- ARGV[1] base interval (us) between requests at full rate
--- ARGV[2] longest wait (us) the caller accepts; beyond it nothing is reserved
--- ARGV[3] recovery: factor regained per second after a 429
+-- A sliding one-second window over the whole fleet: reserve the next send slot such that
+-- no window of `window_us` ever holds more than `limit` sends, and say how long to wait.
+-- KEYS[1] zset of reserved send times (us), KEYS[2] slow hash (factor, at; see throttle.lua),
+-- KEYS[3] pause key (us timestamp before which nobody sends, after a reset time)
+-- ARGV[1] limit (requests per window at full rate), ARGV[2] window (us), ARGV[3] longest
+-- wait (us) the caller accepts (beyond it nothing is reserved), ARGV[4] recovery per second
 -- returns {wait_us, reserved (1|0), factor * 1000}
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local interval = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
 local factor = 1.0
 local slow = redis.call('HMGET', KEYS[2], 'factor', 'at')
 if slow[1] then
-  factor = math.min(1.0, tonumber(slow[1]) + (now - tonumber(slow[2])) / 1000000 * tonumber(ARGV[3]))
+  factor = math.min(1.0, tonumber(slow[1]) + (now - tonumber(slow[2])) / 1000000 * tonumber(ARGV[4]))
 end
-interval = interval / factor
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-local send_at = math.max(tat, now)
+local limit = math.max(1, math.floor(tonumber(ARGV[1]) * factor))
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local send_at = now
+local paused = tonumber(redis.call('GET', KEYS[3]) or '0')
+if paused > send_at then send_at = paused end
+local n = redis.call('ZCARD', KEYS[1])
+if n >= limit then
+  -- the limit-th newest reservation must have left the window before this one enters it
+  local kth = redis.call('ZRANGE', KEYS[1], n - limit, n - limit, 'WITHSCORES')
+  local earliest = tonumber(kth[2]) + window
+  if earliest > send_at then send_at = earliest end
+end
 local wait = send_at - now
-if wait > tonumber(ARGV[2]) then
+if wait > tonumber(ARGV[3]) then
   return {wait, 0, math.floor(factor * 1000)}
 end
-local next_tat = send_at + interval
-redis.call('SET', KEYS[1], string.format('%.0f', next_tat), 'PX', math.ceil((next_tat - now) / 1000) + 1000)
+local member = string.format('%.0f', send_at) .. ':' .. redis.call('INCR', KEYS[1] .. ':seq')
+redis.call('ZADD', KEYS[1], send_at, member)
+redis.call('PEXPIRE', KEYS[1], math.ceil((send_at - now + window) / 1000) + 1000)
+redis.call('PEXPIRE', KEYS[1] .. ':seq', math.ceil((send_at - now + window) / 1000) + 1000)
 return {wait, 1, math.floor(factor * 1000)}

@@ -1,13 +1,18 @@
-"""One request budget for the whole fleet, shared through Redis (GCRA).
+"""One request budget for the whole fleet, shared through Redis (a sliding-window log).
 
 Celery's `rate_limit` is per worker node; Coinbase counts per API key or per IP. Every
 HTTP request therefore reserves a send slot here first: one Lua call that returns how
-long to wait, then the caller sleeps exactly that long (no polling). Slots are spaced
-`1/rate` apart with no burst allowance, so the exchange sees a steady stream and never
-more than `rate` requests in any one-second window.
+long to wait, then the caller sleeps exactly that long (no polling).
 
-After a 429 the whole fleet's rate is halved (down to 1/8) and recovers linearly over a
-few seconds; a reset time sent with the 429 pauses every worker until then.
+The budget guarantees what the exchange counts: never more than `rate` sends in any
+window of one second (plus `GUARD_S`). Unlike an evenly spaced GCRA it lets an idle
+fleet send a whole second's worth at once, so the first 5m series (the first `rate`
+requests of a run) are ready after one round trip instead of after a second of pacing.
+Sustained throughput is `rate / (1 + GUARD_S)`.
+
+After a 429 the whole fleet's rate is halved (down to 1/8) and recovers linearly
+(10 % of full rate per second); a reset time sent with the 429 pauses every worker until
+then.
 """
 
 from __future__ import annotations
@@ -20,9 +25,9 @@ import redis
 
 from backfill.errors import BudgetTimeout
 
-# Spacing is stretched by 5% so that up to ~50 ms of scheduling jitter between a slot and the
+# The window is 1 s + GUARD_S, so that up to 50 ms of scheduling jitter between a slot and the
 # request's arrival cannot put rate+1 requests into one second at the exchange.
-HEADROOM = 0.95
+GUARD_S = 0.05
 RECOVERY_PER_S = 0.1
 LOWEST_FACTOR = 0.125
 
@@ -44,7 +49,7 @@ class FleetBudget:
         rate: float,
         *,
         max_wait_s: float = 30.0,
-        headroom: float = HEADROOM,
+        guard_s: float = GUARD_S,
         sleep=time.sleep,
     ) -> None:
         if rate <= 0:
@@ -53,8 +58,11 @@ class FleetBudget:
         self.name = name
         self.rate = rate
         self.max_wait_s = max_wait_s
-        self.interval_us = 1_000_000 / (rate * headroom)
-        self._keys = [f"backfill:budget:{name}:tat", f"backfill:budget:{name}:slow"]
+        # Below 1/s the window stretches (0.5/s: one send per 2 s); above, whole sends per s.
+        self.window_us = max(1.0, 1.0 / rate) * (1.0 + guard_s) * 1e6
+        self.limit = max(1.0, rate)
+        prefix = f"backfill:budget:{name}"
+        self._keys = [f"{prefix}:sends", f"{prefix}:slow", f"{prefix}:paused"]
         self._acquire = client.register_script(_lua("budget.lua"))
         self._throttle = client.register_script(_lua("throttle.lua"))
         self._sleep = sleep
@@ -64,7 +72,8 @@ class FleetBudget:
     def acquire(self) -> None:
         """Block this task (only) until its slot; raise `BudgetTimeout` past `max_wait_s`."""
         wait_us, reserved, factor = self._acquire(
-            keys=self._keys, args=[self.interval_us, self.max_wait_s * 1e6, RECOVERY_PER_S]
+            keys=self._keys,
+            args=[self.limit, self.window_us, self.max_wait_s * 1e6, RECOVERY_PER_S],
         )
         self.factor = factor / 1000
         if not reserved:

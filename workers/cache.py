@@ -94,16 +94,25 @@ class CandleCache:
         Members after it (an in-progress bucket a live writer added) do not make a series
         look fresh.
         """
-        key, upto_ms = self.key(series), upto_start * 1000
+        return self.states([(series, upto_start)], n)[0]
+
+    def states(self, wanted: list[tuple[Series, int]], n: int) -> list[CachedState]:
+        """`state` for many series in one round trip (the dispatcher's warm check)."""
         pipe = self.redis.pipeline(transaction=False)
-        pipe.zrevrangebyscore(key, upto_ms, "-inf", start=0, num=n, withscores=True)
-        pipe.hmget(self.checked_key(series), "upto", "exhausted")
-        members, (checked, exhausted) = pipe.execute()
-        return CachedState(
-            [int(score) // 1000 for _, score in members],
-            int(checked) // 1000 if checked else None,
-            exhausted == b"1",
-        )
+        for series, upto_start in wanted:
+            pipe.zrevrangebyscore(
+                self.key(series), upto_start * 1000, "-inf", start=0, num=n, withscores=True
+            )
+            pipe.hmget(self.checked_key(series), "upto", "exhausted")
+        replies = pipe.execute()
+        return [
+            CachedState(
+                [int(score) // 1000 for _, score in members],
+                int(checked) // 1000 if checked else None,
+                exhausted == b"1",
+            )
+            for members, (checked, exhausted) in zip(replies[::2], replies[1::2], strict=True)
+        ]
 
     def newest(self, series: Series, n: int) -> list[str]:
         """What a reader gets: the newest n members, oldest first (`ZRANGE key -n -1`)."""

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from decimal import Decimal
 
 from backfill.errors import TransientError
 from backfill.timeframe import Timeframe
@@ -20,6 +21,9 @@ class Candle:
     close: float
     volume: float
     closed: bool = True
+    # The exchange's exact decimal text, so that summing volumes (4h from 1h) gives the
+    # float the exchange's own 4h candle parses to, not one rounded differently.
+    volume_text: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def timestamp_ms(self) -> int:
@@ -72,6 +76,7 @@ def parse_candle(raw: Mapping[str, object], timeframe: Timeframe, closed_before:
             close=float(str(raw["close"])),
             volume=float(str(raw["volume"])),
             closed=start + timeframe.seconds <= closed_before,
+            volume_text=str(raw["volume"]),
         )
     except (KeyError, TypeError, ValueError) as e:
         raise TransientError(f"malformed candle {dict(raw)!r}: {e}") from None
@@ -117,6 +122,11 @@ def aggregate(
         if start < lo or start + into.seconds > hi:
             continue
         g = groups[start]
+        if all(c.volume_text for c in g):
+            exact = sum((Decimal(c.volume_text) for c in g), Decimal(0))
+            volume, text = float(exact), str(exact)
+        else:
+            volume, text = round(math.fsum(c.volume for c in g), 8), None
         out.append(
             Candle(
                 start=start,
@@ -124,8 +134,9 @@ def aggregate(
                 high=max(c.high for c in g),
                 low=min(c.low for c in g),
                 close=g[-1].close,
-                volume=round(math.fsum(c.volume for c in g), 8),
+                volume=volume,
                 closed=True,
+                volume_text=text,
             )
         )
     return out

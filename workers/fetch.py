@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from backfill.errors import BadRequest
 from backfill.series import Series
 from backfill.timeframe import Timeframe, timeframe
-from workers.cache import CandleCache
+from workers.cache import CachedState, CandleCache
 from workers.candle import Candle, aggregate
 from workers.coinbase.client import CoinbaseClient
 from workers.outcome import Outcome
@@ -45,6 +45,24 @@ def is_granularity_rejection(e: BadRequest) -> bool:
     return "granularity" in e.detail and "not a valid value" in e.detail
 
 
+def is_fresh(state: CachedState, tf: Timeframe, now: float, n: int) -> bool:
+    """Nothing to fetch: the cache was checked up to the latest closed bucket and holds
+    enough candles (or all the exchange has)."""
+    known = max(state.newest_start or 0, state.checked_upto or 0)
+    return (state.count >= n or state.exhausted) and known >= tf.last_closed_start(now)
+
+
+def fresh_outcome(series: Series, state: CachedState, min_candles: int) -> Outcome:
+    """The outcome of a series that needed nothing (the same record the task returns)."""
+    out = Outcome(series=series.name, symbol=series.symbol, timeframe=series.timeframe.name,
+                  mode="fresh", candles_cached=state.count, gaps=state.gaps(series.timeframe.seconds))
+    out.newest_ts = state.newest_start * 1000 if state.newest_start else None
+    out.ready = out.candles_cached >= min_candles
+    if not out.ready:
+        out.reason = f"only {state.count} closed candles exist (no trades); {min_candles} needed"
+    return out
+
+
 def fill_series(
     series: Series,
     client: CoinbaseClient,
@@ -64,8 +82,7 @@ def fill_series(
 
     state = cache.state(series, last_closed, n)
     enough = state.count >= n or state.exhausted
-    known = max(state.newest_start or 0, state.checked_upto or 0)
-    if not options.full and enough and known >= last_closed:
+    if not options.full and is_fresh(state, tf, now, n):
         out.mode = "fresh"
     elif (
         not options.full
@@ -87,16 +104,15 @@ def fill_series(
         out.candles_written = len(closed)
     if out.mode != "fresh":
         state = cache.state(series, last_closed, n)
-    out.candles_cached = state.count
-    out.newest_ts = state.newest_start * 1000 if state.newest_start else None
-    out.gaps = state.gaps(tf.seconds)
+    done = fresh_outcome(series, state, options.min_candles)
+    out.candles_cached, out.newest_ts, out.gaps = done.candles_cached, done.newest_ts, done.gaps
     out.requests = client.requests_made - requests_before
-    out.ready = out.candles_cached >= options.min_candles
+    out.ready = done.ready
     if not out.ready:
         out.reason = (
             f"only {out.candles_cached} closed candles exist in the newest "
-            f"{n + MAX_LOOKBACK_PAGES * (client.cap - 1)} {tf.name} buckets (no trades); "
-            f"{options.min_candles} needed"
+            f"{max(n, client.cap - 1) + MAX_LOOKBACK_PAGES * (client.cap - 1)} {tf.name} "
+            f"buckets (no trades); {options.min_candles} needed"
         )
     out.elapsed_s = round(time.monotonic() - t0, 4)
     return out
@@ -113,12 +129,12 @@ def _fetch_newest(
 ) -> list[Candle]:
     """The newest n closed candles, looking further back a page at a time through gaps.
 
-    The first request asks for half as many buckets again as needed (same cost, one
-    request) so that a few buckets without trades do not cost a second request.
+    The first request asks for a whole page (same cost: one request) so that buckets
+    without trades rarely cost a second request, which would queue behind the budget.
     """
     tf = series.timeframe
     end = tf.floor(int(now))  # the in-progress bucket, fetched and dropped
-    span = max(n, min(client.cap - 1, n + n // 2))
+    span = max(n, client.cap - 1)
     start = end - span * tf.seconds
     closed = [c for c in _fetch(series, client, start, now, four_hour, out) if c.closed]
     for _ in range(MAX_LOOKBACK_PAGES):

@@ -201,7 +201,9 @@ def finish(outcomes: list[dict], run_id: str) -> dict:
     res = resources.get()
     res.broker.incr(RunStore.key(run_id, "callbacks"))
     meta = res.runs.meta(run_id) or {}
-    summary = summarize(run_id, outcomes, started_at=meta.get("started_at"))
+    # Series the dispatcher found fresh have no task: their outcomes are in the run store.
+    merged = {**res.runs.outcomes(run_id), **{o["series"]: o for o in outcomes}}
+    summary = summarize(run_id, list(merged.values()), started_at=meta.get("started_at"))
     open_gate(res.broker, summary)
     log_event(
         log, "backfill_complete", run_id=run_id, completed=summary["completed"],

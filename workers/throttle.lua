@@ -1,5 +1,5 @@
 -- A 429 reached a worker: halve the fleet's rate for everyone, and honour a reset time.
--- KEYS[1] tat key, KEYS[2] slow key
+-- KEYS[1] reservations zset, KEYS[2] slow key, KEYS[3] pause key
 -- ARGV[1] recovery per second, ARGV[2] lowest factor, ARGV[3] reset_after (us, 0 if none)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -13,10 +13,10 @@ redis.call('HSET', KEYS[2], 'factor', tostring(factor), 'at', string.format('%.0
 redis.call('PEXPIRE', KEYS[2], math.ceil((1.0 - factor) / tonumber(ARGV[1]) * 1000) + 1000)
 local reset = tonumber(ARGV[3])
 if reset > 0 then
-  local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
   local resume = now + reset
-  if resume > tat then
-    redis.call('SET', KEYS[1], string.format('%.0f', resume), 'PX', math.ceil(reset / 1000) + 1000)
+  local paused = tonumber(redis.call('GET', KEYS[3]) or '0')
+  if resume > paused then
+    redis.call('SET', KEYS[3], string.format('%.0f', resume), 'PX', math.ceil(reset / 1000) + 1000)
   end
 end
 return math.floor(factor * 1000)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import threading
 import time
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -61,12 +62,27 @@ class CoinbaseClient:
         self.cap = cap
         self.budget = budget
         self.timeout = timeout
-        self.session = session or requests.Session()
-        self.requests_made = 0
-        self.last_server_time: float | None = None
+        self._session = session
+        self._local = threading.local()  # one session and counters per thread (threads pool)
         host = urlsplit(self.base_url).netloc
         # Real Coinbase signs the canonical host; a simulator accepts either.
         self._signed_host = SIGNED_HOST if host.endswith("coinbase.com") else host
+
+    @property
+    def session(self) -> requests.Session:
+        if getattr(self._local, "session", None) is None:
+            self._local.session = self._session or requests.Session()
+        return self._local.session
+
+    @property
+    def requests_made(self) -> int:
+        """Requests this thread has made (a task diffs it: threads share the client)."""
+        return getattr(self._local, "requests", 0)
+
+    @property
+    def last_server_time(self) -> float | None:
+        """The exchange's clock at this thread's last response."""
+        return getattr(self._local, "server_time", None)
 
     @property
     def public(self) -> bool:
@@ -113,7 +129,7 @@ class CoinbaseClient:
         where = {"product": product_id, "timeframe": timeframe.name}
         if self.budget is not None:
             self.budget.acquire()
-        self.requests_made += 1
+        self._local.requests = self.requests_made + 1
         try:
             resp = self.session.get(
                 self.base_url + path, params=params, headers=headers, timeout=self.timeout
@@ -123,7 +139,7 @@ class CoinbaseClient:
         except requests.RequestException as e:
             raise TransientError(f"connection failed ({type(e).__name__})", **where) from None
         server_time = _server_time(resp)
-        self.last_server_time = server_time
+        self._local.server_time = server_time
         if resp.status_code != 200:
             raise self._error(resp, where)
         try:
