@@ -33,7 +33,10 @@ result_expires = 24 * 3600
 
 task_queues = [Queue(name) for name in QUEUE_ORDER]
 task_default_queue = CONTROL_QUEUE
-task_routes = {"backfill.finish": {"queue": CONTROL_QUEUE}, "backfill.abort": {"queue": CONTROL_QUEUE}}
+task_routes = {
+    "backfill.finish": {"queue": CONTROL_QUEUE},
+    "backfill.abort": {"queue": CONTROL_QUEUE},
+}
 task_serializer = "json"
 result_serializer = "json"
 accept_content = ["json"]

@@ -20,9 +20,13 @@ EXIT_BAD_INPUT = 2
 def _config(args, settings):
     config = settings.backfill_config()
     if getattr(args, "symbols", None) is not None:
-        config = replace(config, symbols=tuple(s.strip() for s in args.symbols.split(",") if s.strip()))
+        config = replace(
+            config, symbols=tuple(s.strip() for s in args.symbols.split(",") if s.strip())
+        )
     if getattr(args, "timeframes", None) is not None:
-        config = replace(config, timeframes=tuple(t.strip() for t in args.timeframes.split(",") if t.strip()))
+        config = replace(
+            config, timeframes=tuple(t.strip() for t in args.timeframes.split(",") if t.strip())
+        )
     if getattr(args, "candle_count", None) is not None:
         config = replace(config, candle_count=args.candle_count)
     if getattr(args, "full", False):
@@ -62,8 +66,10 @@ def _report_gate(result, as_json: bool) -> int:
     elif s is None:
         print(f"run {result.run_id}: gate not open (timeout)", file=sys.stderr)
     else:
-        print(f"run {s['run_id']}: {s['status']}: {len(s['ready'])} ready, "
-              f"{len(s['failed'])} failed, {len(s['not_ready'])} not ready")
+        print(
+            f"run {s['run_id']}: {s['status']}: {len(s['ready'])} ready, "
+            f"{len(s['failed'])} failed, {len(s['not_ready'])} not ready"
+        )
         for f in s["failed"]:
             print(f"  failed {f['series']}: {f['reason']}: {f['error']}")
         for f in s["not_ready"]:
@@ -92,9 +98,12 @@ def cmd_indicators(args, settings) -> int:
     meta = RunStore(client).meta(result.run_id) or {}
     config = settings.backfill_config()
     if meta:
-        config = replace(config, symbols=tuple(json.loads(meta["symbols"])),
-                         timeframes=tuple(json.loads(meta["timeframes"])),
-                         candle_count=int(meta.get("candle_count", config.candle_count)))
+        config = replace(
+            config,
+            symbols=tuple(json.loads(meta["symbols"])),
+            timeframes=tuple(json.loads(meta["timeframes"])),
+            candle_count=int(meta.get("candle_count", config.candle_count)),
+        )
     rows = indicator_rows(client, config, result.summary)
     if args.json:
         print(json.dumps(rows))
@@ -107,8 +116,13 @@ def cmd_demo(args, settings, simulate: bool = True) -> int:
     from backfill.demo import StackOptions, run_stack
 
     config = _config(args, settings)
-    opts = StackOptions(simulate=simulate, workers=args.workers, keep=args.keep,
-                        json_out=args.json, timeout=args.timeout)
+    opts = StackOptions(
+        simulate=simulate,
+        workers=args.workers,
+        keep=args.keep,
+        json_out=args.json,
+        timeout=args.timeout,
+    )
     return run_stack(settings, config, opts)
 
 
@@ -129,10 +143,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     def run_args(sp, wait_default=600.0):
         sp.add_argument("--symbols", help="comma-separated product ids (default: BACKFILL_SYMBOLS)")
-        sp.add_argument("--timeframes", help="comma-separated, e.g. 5m,1h (default: BACKFILL_TIMEFRAMES)")
-        sp.add_argument("--candle-count", type=int, help="newest closed candles per series (60-1000)")
+        sp.add_argument(
+            "--timeframes", help="comma-separated, e.g. 5m,1h (default: BACKFILL_TIMEFRAMES)"
+        )
+        sp.add_argument(
+            "--candle-count", type=int, help="newest closed candles per series (60-1000)"
+        )
         sp.add_argument("--full", action="store_true", help="refetch everything, ignore the cache")
-        sp.add_argument("--timeout", type=float, default=wait_default, help="seconds to wait for the gate")
+        sp.add_argument(
+            "--timeout", type=float, default=wait_default, help="seconds to wait for the gate"
+        )
         sp.add_argument("--json", action="store_true", help="print one JSON object")
 
     d = sub.add_parser("dispatch", help="plan and enqueue one run (the deploy-time step)")

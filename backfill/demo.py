@@ -32,7 +32,7 @@ class StackOptions:
 
 
 def run_stack(settings: Settings, config: BackfillConfig, opts: StackOptions) -> int:
-    """Run the job end to end; returns the gate's exit code (0 ready, 3 not all ready, 1 timeout)."""
+    """Run the job end to end; returns the gate's exit code (0 ready, 3 not ready, 1 timeout)."""
     from rich.console import Console
 
     from backfill.app import app, use_redis
@@ -72,8 +72,12 @@ def run_stack(settings: Settings, config: BackfillConfig, opts: StackOptions) ->
             console.print(f"[dim]Coinbase simulator at {sim.url}[/dim]")
             env.update({"COINBASE_API_BASE_URL": sim.url, "COINBASE_API_KEY_FILE": str(key_file)})
         workers = [
-            WorkerProcess(env, name=f"demo{i + 1}@%h", concurrency=opts.concurrency,
-                          log_path=workdir / f"worker{i + 1}.log")
+            WorkerProcess(
+                env,
+                name=f"demo{i + 1}@%h",
+                concurrency=opts.concurrency,
+                log_path=workdir / f"worker{i + 1}.log",
+            )
             for i in range(opts.workers)
         ]
         for w in workers:

@@ -80,16 +80,22 @@ def dispatch(
     url = redis_url or app.conf.broker_url
     client = check_redis(url)
     cache_url = settings.cache_redis_url or url
-    fresh = {} if config.full else find_fresh(
-        check_redis(cache_url) if cache_url != url else client, series, config
+    fresh = (
+        {}
+        if config.full
+        else find_fresh(check_redis(cache_url) if cache_url != url else client, series, config)
     )
     run_id = new_run_id()
     runs = RunStore(client)
     runs.create(
         run_id,
         [s.name for s in series],
-        {"symbols": list(config.symbols), "timeframes": list(config.timeframes),
-         "candle_count": config.candle_count, "full": config.full},
+        {
+            "symbols": list(config.symbols),
+            "timeframes": list(config.timeframes),
+            "candle_count": config.candle_count,
+            "full": config.full,
+        },
     )
     runs.record(run_id, *(o.to_dict() for o in fresh.values()))
     stale = [s for s in series if s.name not in fresh]
@@ -103,8 +109,14 @@ def dispatch(
     callback = finish.s(run_id).set(queue="backfill.control")
     callback.link_error(abort.s(run_id).set(queue="backfill.control"))
     log_event(
-        log, "backfill_start", run_id=run_id, total=len(series), to_fetch=len(stale),
-        fresh=len(fresh), symbols=len(config.symbols), timeframes=",".join(config.timeframes),
+        log,
+        "backfill_start",
+        run_id=run_id,
+        total=len(series),
+        to_fetch=len(stale),
+        fresh=len(fresh),
+        symbols=len(config.symbols),
+        timeframes=",".join(config.timeframes),
     )
     try:
         result = chord(header)(callback) if stale else callback.clone(args=([],)).apply_async()

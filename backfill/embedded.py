@@ -52,10 +52,23 @@ class EmbeddedRedis:
     def start(self, timeout: float = 10.0) -> EmbeddedRedis:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [
-            redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
-            "--dir", str(self.data_dir), "--save", "", "--daemonize", "no",
-            "--logfile", str(self.data_dir / "redis.log"),
-            "--appendonly", "yes" if self.persist else "no", "--appendfsync", "always",
+            redis_server_binary(),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.data_dir),
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+            "--logfile",
+            str(self.data_dir / "redis.log"),
+            "--appendonly",
+            "yes" if self.persist else "no",
+            "--appendfsync",
+            "always",
         ]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
@@ -67,7 +80,8 @@ class EmbeddedRedis:
             except redis.ConnectionError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(
-                        f"redis-server did not start on port {self.port}; see {self.data_dir}/redis.log"
+                        f"redis-server did not start on port {self.port}; "
+                        f"see {self.data_dir}/redis.log"
                     ) from None
                 time.sleep(0.05)
 

@@ -22,7 +22,9 @@ class ExchangeError(BackfillError):
         self.product = product
         self.timeframe = timeframe
         self.status = status
-        where = f"{product or '?'} {timeframe or '?'} status={status if status is not None else '-'}"
+        where = (
+            f"{product or '?'} {timeframe or '?'} status={status if status is not None else '-'}"
+        )
         super().__init__(f"{where}: {message}")
 
 

@@ -38,8 +38,12 @@ def summarize(run_id: str, outcomes: list[dict], started_at: float | None = None
         if o["status"] != "ok":
             tf["failed"] += 1
             failed.append(
-                {"series": o["series"], "reason": o.get("reason"), "error": o.get("error"),
-                 "retries": o.get("retries", 0)}
+                {
+                    "series": o["series"],
+                    "reason": o.get("reason"),
+                    "error": o.get("error"),
+                    "retries": o.get("retries", 0),
+                }
             )
             continue
         tf["ok"] += 1
@@ -48,8 +52,11 @@ def summarize(run_id: str, outcomes: list[dict], started_at: float | None = None
             ready.append(o["series"])
         else:
             not_ready.append(
-                {"series": o["series"], "candles": o.get("candles_cached", 0),
-                 "reason": o.get("reason")}
+                {
+                    "series": o["series"],
+                    "candles": o.get("candles_cached", 0),
+                    "reason": o.get("reason"),
+                }
             )
     return {
         "run_id": run_id,
@@ -95,7 +102,9 @@ class GateError(BackfillError):
     """Raised when there is no run to wait for."""
 
 
-def wait_ready(client: redis.Redis, run_id: str | None = None, timeout: float = 600.0) -> GateResult:
+def wait_ready(
+    client: redis.Redis, run_id: str | None = None, timeout: float = 600.0
+) -> GateResult:
     """Block until the run's gate opens or `timeout` passes (the latest run if none given)."""
     deadline = time.monotonic() + timeout
     pubsub = client.pubsub(ignore_subscribe_messages=True)

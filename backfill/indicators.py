@@ -46,7 +46,9 @@ def validate_member(raw: str | bytes, series: Series, key: str) -> dict:
     return m
 
 
-def read_candles(client: redis.Redis, series: Series, n: int, user_id: int = 1, exchange_id: int = 1) -> list[dict]:
+def read_candles(
+    client: redis.Redis, series: Series, n: int, user_id: int = 1, exchange_id: int = 1
+) -> list[dict]:
     key = series.cache_key(user_id, exchange_id)
     return [validate_member(raw, series, key) for raw in client.zrange(key, -n, -1)]
 
@@ -60,23 +62,42 @@ def indicator_rows(
     for tf in config.timeframes:
         for symbol in config.symbols:
             series = Series.of(symbol, tf)
-            row = {"symbol": symbol, "timeframe": tf, "macd_v": None, "signal": None,
-                   "histogram": None, "stage": "not ready", "candles": 0}
+            row = {
+                "symbol": symbol,
+                "timeframe": tf,
+                "macd_v": None,
+                "signal": None,
+                "histogram": None,
+                "stage": "not ready",
+                "candles": 0,
+            }
             if series.name in ready:
-                candles = read_candles(client, series, config.candle_count, config.user_id,
-                                       config.exchange_id)
+                candles = read_candles(
+                    client, series, config.candle_count, config.user_id, config.exchange_id
+                )
                 row["candles"] = len(candles)
                 if len(candles) >= max(macdv.MIN_CANDLES, config.min_candles):
-                    v = macdv.compute([c["high"] for c in candles], [c["low"] for c in candles],
-                                      [c["close"] for c in candles])
-                    row.update(macd_v=_r(v.macd_v), signal=_r(v.signal),
-                               histogram=_r(v.histogram), stage=v.stage)
+                    v = macdv.compute(
+                        [c["high"] for c in candles],
+                        [c["low"] for c in candles],
+                        [c["close"] for c in candles],
+                    )
+                    row.update(
+                        macd_v=_r(v.macd_v),
+                        signal=_r(v.signal),
+                        histogram=_r(v.histogram),
+                        stage=v.stage,
+                    )
                     if publish:
                         channel = INDICATOR_CHANNEL.format(
-                            user_id=config.user_id, exchange_id=config.exchange_id,
-                            symbol=symbol, timeframe=tf)
-                        client.publish(channel, json.dumps(
-                            {**row, "timestamp": candles[-1]["timestamp"]}))
+                            user_id=config.user_id,
+                            exchange_id=config.exchange_id,
+                            symbol=symbol,
+                            timeframe=tf,
+                        )
+                        client.publish(
+                            channel, json.dumps({**row, "timestamp": candles[-1]["timestamp"]})
+                        )
             rows.append(row)
     return rows
 
@@ -89,8 +110,16 @@ def print_indicators(console: Console, rows: list[dict]) -> None:
     table = Table(title="MACD-V (12/26/26/9) from the cache")
     for col in ("symbol", "timeframe", "MACD-V", "signal", "stage", "candles"):
         table.add_column(col, justify="right" if col in ("MACD-V", "signal", "candles") else "left")
+    def fmt(v: float | None) -> str:
+        return "-" if v is None else f"{v:.2f}"
+
     for r in rows:
-        fmt = (lambda v: "-" if v is None else f"{v:.2f}")
-        table.add_row(r["symbol"], r["timeframe"], fmt(r["macd_v"]), fmt(r["signal"]),
-                      r["stage"], str(r["candles"]))
+        table.add_row(
+            r["symbol"],
+            r["timeframe"],
+            fmt(r["macd_v"]),
+            fmt(r["signal"]),
+            r["stage"],
+            str(r["candles"]),
+        )
     console.print(table)

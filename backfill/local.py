@@ -33,10 +33,25 @@ class WorkerProcess:
         self.name = name or f"w{uuid.uuid4().hex[:6]}@%h"
         self.env = env
         self.args = [
-            sys.executable, "-m", "celery", "-A", "backfill", "worker",
-            "-n", self.name, "-Q", ",".join(queues or QUEUE_ORDER),
-            "-c", str(concurrency), "-P", pool, "-l", loglevel,
-            "--without-gossip", "--without-mingle", *(extra_args or []),
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "backfill",
+            "worker",
+            "-n",
+            self.name,
+            "-Q",
+            ",".join(queues or QUEUE_ORDER),
+            "-c",
+            str(concurrency),
+            "-P",
+            pool,
+            "-l",
+            loglevel,
+            "--without-gossip",
+            "--without-mingle",
+            *(extra_args or []),
         ]
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None

@@ -69,9 +69,15 @@ def watch(
                 time.monotonic() - last_log >= every_s or p.completed == p.total
             ):
                 log_event(
-                    log, "backfill_progress", run_id=run_id, completed=p.completed,
-                    total=p.total, percent=p.percent, elapsed_s=round(p.elapsed_s, 1),
-                    eta_s=p.eta_s, errors=p.errors,
+                    log,
+                    "backfill_progress",
+                    run_id=run_id,
+                    completed=p.completed,
+                    total=p.total,
+                    percent=p.percent,
+                    elapsed_s=round(p.elapsed_s, 1),
+                    eta_s=p.eta_s,
+                    errors=p.errors,
                 )
                 last_log = time.monotonic()
             last_completed = p.completed
@@ -90,11 +96,16 @@ def watch_with_bar(client: redis.Redis, run_id: str, timeout: float) -> GateResu
     """A rich progress bar on a terminal; plain `backfill_progress` lines otherwise."""
     if not sys.stderr.isatty():
         return watch(client, run_id, timeout)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TimeElapsedColumn
+    from rich.progress import Progress as Bar
 
     with Bar(
-        "[bold]backfill", BarColumn(), MofNCompleteColumn(), "errors {task.fields[errors]}",
-        TimeElapsedColumn(), transient=False,
+        "[bold]backfill",
+        BarColumn(),
+        MofNCompleteColumn(),
+        "errors {task.fields[errors]}",
+        TimeElapsedColumn(),
+        transient=False,
     ) as bar:
         task = bar.add_task(run_id, total=None, errors=0)
 

@@ -18,7 +18,11 @@ def print_summary(console: Console, summary: dict, total: int, elapsed_s: float)
     for tf in sorted(summary["by_timeframe"], key=priority_key):
         row = summary["by_timeframe"][tf]
         table.add_row(
-            tf, str(row["ok"]), str(row["failed"]), str(row["candles"]), str(row["requests"]),
+            tf,
+            str(row["ok"]),
+            str(row["failed"]),
+            str(row["candles"]),
+            str(row["requests"]),
             f"{row['seconds']:.1f}",
         )
     console.print(table)

@@ -67,9 +67,9 @@ class RunStore:
             return
         key = self.key(run_id, "outcomes")
         pipe = self.redis.pipeline()
-        pipe.hset(key, mapping={
-            o["series"]: json.dumps(o, separators=(",", ":")) for o in outcomes
-        })
+        pipe.hset(
+            key, mapping={o["series"]: json.dumps(o, separators=(",", ":")) for o in outcomes}
+        )
         pipe.expire(key, RUN_TTL_S)
         pipe.publish(PROGRESS_CHANNEL.format(run_id=run_id), str(len(outcomes)))
         pipe.execute()

@@ -100,8 +100,13 @@ class Settings(BaseSettings):
     backfill_log_json: bool | None = None
 
     @field_validator(
-        "cache_redis_url", "coinbase_api_key_file", "coinbase_api_key_name",
-        "coinbase_api_private_key", "backfill_fleet_rate", "backfill_log_json", mode="before",
+        "cache_redis_url",
+        "coinbase_api_key_file",
+        "coinbase_api_key_name",
+        "coinbase_api_private_key",
+        "backfill_fleet_rate",
+        "backfill_log_json",
+        mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, v: object) -> object:

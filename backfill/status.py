@@ -35,7 +35,8 @@ def run_status(client: redis.Redis, run_id: str | None = None) -> dict:
         "timeframes": {tf: per_tf[tf] for tf in sorted(per_tf, key=priority_key)},
         "failures": [
             {"series": o["series"], "reason": o.get("reason"), "error": o.get("error")}
-            for o in outcomes.values() if o["status"] != "ok"
+            for o in outcomes.values()
+            if o["status"] != "ok"
         ],
         "gate": "open" if gate else "closed",
         "gate_status": gate["status"] if gate else None,
@@ -50,8 +51,10 @@ def print_status(client: redis.Redis, run_id: str | None, as_json: bool = False)
     if "error" in st:
         print(f"{st['error']}" + (f": {st['run_id']}" if st["run_id"] else ""))
         return 1
-    print(f"run {st['run_id']}: {st['completed']}/{st['total']} done, gate {st['gate']}"
-          + (f" ({st['gate_status']})" if st["gate_status"] else ""))
+    print(
+        f"run {st['run_id']}: {st['completed']}/{st['total']} done, gate {st['gate']}"
+        + (f" ({st['gate_status']})" if st["gate_status"] else "")
+    )
     for tf, row in st["timeframes"].items():
         bar = "#" * int(20 * row["done"] / row["total"]) if row["total"] else ""
         print(f"  {tf:>4} {row['done']:>4}/{row['total']:<4} failed {row['failed']:<3} {bar}")

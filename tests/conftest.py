@@ -55,8 +55,17 @@ def sim_session(key_file: Path):
 def sim(sim_session):
     """The session's simulator with default settings and zeroed stats."""
     sim_session.configure(
-        latency_ms=[0, 0], p429=0.0, p500=0.0, p503=0.0, ptimeout=0.0, ptruncated=0.0,
-        pnonjson=0.0, four_hour=True, cap=300, rate_limits=True, clock_offset_s=0,
+        latency_ms=[0, 0],
+        p429=0.0,
+        p500=0.0,
+        p503=0.0,
+        ptimeout=0.0,
+        ptruncated=0.0,
+        pnonjson=0.0,
+        four_hour=True,
+        cap=300,
+        rate_limits=True,
+        clock_offset_s=0,
     )
     sim_session.reset()
     return sim_session
@@ -86,8 +95,12 @@ def start_workers(worker_env, tmp_path):
         ws = []
         for _ in range(n):
             i = len(started) + 1
-            w = WorkerProcess({**worker_env, **(env or {})}, name=f"t{i}-{os.getpid()}@%h",
-                              log_path=tmp_path / f"worker{i}.log", **kw)
+            w = WorkerProcess(
+                {**worker_env, **(env or {})},
+                name=f"t{i}-{os.getpid()}@%h",
+                log_path=tmp_path / f"worker{i}.log",
+                **kw,
+            )
             w.start()
             started.append(w)
             ws.append(w)

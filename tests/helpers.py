@@ -15,7 +15,9 @@ def cached(rclient: redis.Redis, series: Series) -> list[dict]:
     return [json.loads(m) for m in rclient.zrange(series.cache_key(), 0, -1)]
 
 
-def assert_matches_truth(rclient: redis.Redis, sim, series: Series, n: int, not_before: float) -> None:
+def assert_matches_truth(
+    rclient: redis.Redis, sim, series: Series, n: int, not_before: float
+) -> None:
     """The series holds exactly the exchange's newest n closed candles (as of the run)."""
     tf = series.timeframe
     members = rclient.zrange(series.cache_key(), -n, -1, withscores=True)
@@ -27,9 +29,16 @@ def assert_matches_truth(rclient: redis.Redis, sim, series: Series, n: int, not_
     truth = sim.truth(series.symbol, tf.granularity, newest - lookback, newest)
     truth = sorted(truth, key=lambda c: int(c["start"]))[-n:]
     want = [
-        {"timestamp": int(c["start"]) * 1000, "open": float(c["open"]), "high": float(c["high"]),
-         "low": float(c["low"]), "close": float(c["close"]), "volume": float(c["volume"]),
-         "symbol": series.symbol, "timeframe": tf.name}
+        {
+            "timestamp": int(c["start"]) * 1000,
+            "open": float(c["open"]),
+            "high": float(c["high"]),
+            "low": float(c["low"]),
+            "close": float(c["close"]),
+            "volume": float(c["volume"]),
+            "symbol": series.symbol,
+            "timeframe": tf.name,
+        }
         for c in truth
     ]
     assert got == want, f"{series}: cached candles differ from the exchange's truth"

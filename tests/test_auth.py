@@ -11,14 +11,19 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from backfill.errors import InvalidInput
 from workers.coinbase.auth import build_jwt, load_credentials, parse_private_key, read_key_file
 
-NAME = "organizations/1f6a2b7c-0000-4000-8000-000000000001/apiKeys/2a7b3c8d-0000-4000-8000-0000000002"
+NAME = (
+    "organizations/1f6a2b7c-0000-4000-8000-000000000001/apiKeys/2a7b3c8d-0000-4000-8000-0000000002"
+)
 PATH = "/api/v3/brokerage/products/BTC-USD/candles"
 
 
 def ec_pem() -> tuple[str, object]:
     key = ec.generate_private_key(ec.SECP256R1())
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-                            serialization.NoEncryption()).decode()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    ).decode()
     return pem, key.public_key()
 
 
@@ -27,13 +32,15 @@ def ed_key() -> ed25519.Ed25519PrivateKey:
 
 
 def ed_pkcs8(key) -> str:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption()).decode()
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
 
 
 def ed_raw(key, with_public: bool) -> str:
-    seed = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
-                             serialization.NoEncryption())
+    seed = key.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
     pub = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return base64.b64encode(seed + pub if with_public else seed).decode()
 
@@ -52,22 +59,35 @@ def formats():
     yield "ed25519-pkcs8-literal", ed_pkcs8(k).replace("\n", "\\n"), k.public_key(), "EdDSA"
 
 
-@pytest.mark.parametrize("fmt,secret,public,alg", list(formats()), ids=lambda v: v if isinstance(v, str) and len(v) < 30 else "")
+@pytest.mark.parametrize(
+    "fmt,secret,public,alg",
+    list(formats()),
+    ids=lambda v: v if isinstance(v, str) and len(v) < 30 else "",
+)
 def test_token_claims_for_each_key_format(fmt, secret, public, alg):
     creds = load_credentials(None, NAME, secret)
     token = build_jwt(creds, "GET", "api.coinbase.com", PATH, now=1_800_000_000)
     header = jwt.get_unverified_header(token)
     assert header["alg"] == alg and header["kid"] == NAME and header["typ"] == "JWT"
     assert len(header["nonce"]) >= 16 and int(header["nonce"], 16) >= 0
-    claims = jwt.decode(token, public, algorithms=[alg], options={"verify_exp": False, "verify_nbf": False})
-    assert claims == {"sub": NAME, "iss": "cdp", "nbf": 1_800_000_000, "exp": 1_800_000_120,
-                      "uri": f"GET api.coinbase.com{PATH}"}
+    claims = jwt.decode(
+        token, public, algorithms=[alg], options={"verify_exp": False, "verify_nbf": False}
+    )
+    assert claims == {
+        "sub": NAME,
+        "iss": "cdp",
+        "nbf": 1_800_000_000,
+        "exp": 1_800_000_120,
+        "uri": f"GET api.coinbase.com{PATH}",
+    }
 
 
 def test_fresh_nonce_per_token():
     pem, _ = ec_pem()
     creds = load_credentials(None, NAME, pem)
-    a, b = (jwt.get_unverified_header(build_jwt(creds, "GET", "h", PATH))["nonce"] for _ in range(2))
+    a, b = (
+        jwt.get_unverified_header(build_jwt(creds, "GET", "h", PATH))["nonce"] for _ in range(2)
+    )
     assert a != b
 
 
@@ -79,8 +99,15 @@ def test_key_file_portal_format(tmp_path, field):
     assert read_key_file(path).name == NAME
 
 
-@pytest.mark.parametrize("bad", ["-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----",
-                                 "not a key at all!", base64.b64encode(b"x" * 31).decode(), "  "])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----",
+        "not a key at all!",
+        base64.b64encode(b"x" * 31).decode(),
+        "  ",
+    ],
+)
 def test_corrupt_key_clear_error_without_key_text(bad):
     with pytest.raises(InvalidInput) as e:
         parse_private_key(bad)

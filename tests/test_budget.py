@@ -33,7 +33,10 @@ def _grab(url: str, n: int, rate: float, q) -> None:
 
 def test_processes_share_one_budget(redis_url):
     q = mp.get_context("spawn").Queue()
-    procs = [mp.get_context("spawn").Process(target=_grab, args=(redis_url, 12, 10.0, q)) for _ in range(3)]
+    procs = [
+        mp.get_context("spawn").Process(target=_grab, args=(redis_url, 12, 10.0, q))
+        for _ in range(3)
+    ]
     for p in procs:
         p.start()
     stamps = [t for _ in procs for t in q.get(timeout=60)]

@@ -15,7 +15,9 @@ T0 = 1_700_000_100 - 1_700_000_100 % 300
 
 
 def candles(n, start=T0, px=100.0):
-    return [Candle(start + i * 300, px + i, px + i + 1, px + i - 1, px + i + 0.5, 2.0) for i in range(n)]
+    return [
+        Candle(start + i * 300, px + i, px + i + 1, px + i - 1, px + i + 0.5, 2.0) for i in range(n)
+    ]
 
 
 def test_contract_key_members_ttl(rclient):
@@ -34,16 +36,29 @@ def test_replaces_same_timestamp_and_trims_to_1000(rclient):
     cache = CandleCache(rclient)
     key = cache.key(S)
     # a live writer's in-progress version of a bucket is replaced by the closed one
-    rclient.zadd(key, {'{"timestamp":%d,"open":1,"high":1,"low":1,"close":1,"volume":0,"symbol":"BTC-USD","timeframe":"5m"}' % (T0 * 1000): T0 * 1000})
+    rclient.zadd(
+        key,
+        {
+            f'{{"timestamp":{T0 * 1000},"open":1,"high":1,"low":1,"close":1,"volume":0,'
+            '"symbol":"BTC-USD","timeframe":"5m"}': T0 * 1000
+        },
+    )
     assert cache.write(S, candles(1)) == 1
     assert json.loads(rclient.zrange(key, 0, -1)[0])["open"] == 100.0
     assert cache.write(S, candles(1100)) == 1000
     assert int(rclient.zrange(key, 0, 0, withscores=True)[0][1]) == (T0 + 100 * 300) * 1000
 
 
-@pytest.mark.parametrize("bad", [
-    Candle(T0, 1, 2, 0.5, 1, 1, closed=False), Candle(T0 + 1, 1, 2, 0.5, 1, 1),
-    Candle(T0, -1, 2, -2, 1, 1), Candle(T0, 1, 2, 0.5, 1, -1), Candle(T0, 3, 2, 0.5, 1, 1)])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        Candle(T0, 1, 2, 0.5, 1, 1, closed=False),
+        Candle(T0 + 1, 1, 2, 0.5, 1, 1),
+        Candle(T0, -1, 2, -2, 1, 1),
+        Candle(T0, 1, 2, 0.5, 1, -1),
+        Candle(T0, 3, 2, 0.5, 1, 1),
+    ],
+)
 def test_nothing_invalid_is_written(rclient, bad):
     cache = CandleCache(rclient)
     with pytest.raises(InvalidCandle):
@@ -51,8 +66,16 @@ def test_nothing_invalid_is_written(rclient, bad):
     assert rclient.zcard(cache.key(S)) == 0
 
 
-@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
-@given(st.lists(st.lists(st.tuples(st.integers(0, 60), st.floats(1, 1e5)), max_size=40), min_size=1, max_size=4))
+@settings(
+    max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None
+)
+@given(
+    st.lists(
+        st.lists(st.tuples(st.integers(0, 60), st.floats(1, 1e5)), max_size=40),
+        min_size=1,
+        max_size=4,
+    )
+)
 def test_writes_are_idempotent_one_member_per_timestamp(rclient, batches):
     cache = CandleCache(rclient)
     rclient.delete(cache.key(S))

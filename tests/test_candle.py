@@ -19,14 +19,30 @@ def raw(start, o="10", h="12", low="9", c="11", v="1.5"):
 def test_parse_strings_and_closed_flag():
     c = parse_candle(raw(T0), H1, closed_before=T0 + 3600)
     assert (c.start, c.open, c.high, c.low, c.close, c.volume, c.closed) == (
-        T0, 10.0, 12.0, 9.0, 11.0, 1.5, True)
+        T0,
+        10.0,
+        12.0,
+        9.0,
+        11.0,
+        1.5,
+        True,
+    )
     assert not parse_candle(raw(T0), H1, closed_before=T0 + 3599).closed
 
 
 @pytest.mark.parametrize(
     "bad",
-    [raw(T0 + 1), raw(T0, o="0"), raw(T0, v="-1"), raw(T0, h="10.5"), raw(T0, low="10.5"),
-     raw(T0, c="nan"), {"start": str(T0)}, raw(T0, o="abc"), raw(-3600)],
+    [
+        raw(T0 + 1),
+        raw(T0, o="0"),
+        raw(T0, v="-1"),
+        raw(T0, h="10.5"),
+        raw(T0, low="10.5"),
+        raw(T0, c="nan"),
+        {"start": str(T0)},
+        raw(T0, o="abc"),
+        raw(-3600),
+    ],
 )
 def test_invalid_candles_are_refused(bad):
     with pytest.raises(TransientError):
@@ -35,7 +51,9 @@ def test_invalid_candles_are_refused(bad):
 
 candle_st = st.builds(
     lambda i, closed, px: Candle(T0 + i * 300, px, px * 1.01, px * 0.99, px, 1.0, closed),
-    st.integers(0, 50), st.booleans(), st.floats(1, 1000),
+    st.integers(0, 50),
+    st.booleans(),
+    st.floats(1, 1000),
 )
 
 
@@ -51,9 +69,16 @@ def test_merge_sorted_unique_and_prefers_closed(pages):
 
 
 hour_st = st.lists(
-    st.tuples(st.integers(0, 47), st.floats(1, 100), st.floats(0, 0.05), st.floats(0, 0.05),
-              st.floats(-0.03, 0.03), st.integers(0, 10**9)),
-    max_size=48, unique_by=lambda t: t[0],
+    st.tuples(
+        st.integers(0, 47),
+        st.floats(1, 100),
+        st.floats(0, 0.05),
+        st.floats(0, 0.05),
+        st.floats(-0.03, 0.03),
+        st.integers(0, 10**9),
+    ),
+    max_size=48,
+    unique_by=lambda t: t[0],
 )
 
 
@@ -63,8 +88,17 @@ def test_aggregate_4h_matches_definition(hours, closed_upto):
     candles = []
     for i, o, up, down, move, vol in sorted(hours):
         c = o * (1 + move)
-        candles.append(Candle(T0 + i * 3600, o, max(o, c) * (1 + up), min(o, c) * (1 - down), c,
-                              vol / 1e8, closed=i < closed_upto))
+        candles.append(
+            Candle(
+                T0 + i * 3600,
+                o,
+                max(o, c) * (1 + up),
+                min(o, c) * (1 - down),
+                c,
+                vol / 1e8,
+                closed=i < closed_upto,
+            )
+        )
     fetched = (T0, T0 + closed_upto * 3600)
     out = aggregate(candles, H4, H1, fetched=fetched)
     for b in out:
@@ -74,10 +108,15 @@ def test_aggregate_4h_matches_definition(hours, closed_upto):
         assert kids and all(k.closed for k in kids)
         assert (b.open, b.close) == (kids[0].open, kids[-1].close)
         assert b.high == max(k.high for k in kids) and b.low == min(k.low for k in kids)
-        assert b.volume == round(sum(round(k.volume, 8) for k in kids), 8) or abs(
-            b.volume - sum(k.volume for k in kids)) < 1e-8
-    expected = {T0 + j * 14400 for j in range(closed_upto // 4)
-                if any(T0 + j * 14400 <= c.start < T0 + (j + 1) * 14400 for c in candles)}
+        assert (
+            b.volume == round(sum(round(k.volume, 8) for k in kids), 8)
+            or abs(b.volume - sum(k.volume for k in kids)) < 1e-8
+        )
+    expected = {
+        T0 + j * 14400
+        for j in range(closed_upto // 4)
+        if any(T0 + j * 14400 <= c.start < T0 + (j + 1) * 14400 for c in candles)
+    }
     assert {b.start for b in out} == expected
 
 
@@ -93,4 +132,5 @@ def test_member_is_contract_json():
     c = Candle(1712192400, 65100.2, 65210.0, 65000.1, 65180.9, 12.3456)
     assert c.member("BTC-USD", "1h") == (
         '{"timestamp":1712192400000,"open":65100.2,"high":65210.0,"low":65000.1,'
-        '"close":65180.9,"volume":12.3456,"symbol":"BTC-USD","timeframe":"1h"}')
+        '"close":65180.9,"volume":12.3456,"symbol":"BTC-USD","timeframe":"1h"}'
+    )

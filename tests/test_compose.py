@@ -82,8 +82,10 @@ def test_redis_is_persistent_and_password_protected(services, compose):
     assert re.search(r"--requirepass \S*\$\$\{?REDIS_PASSWORD", cmd), cmd
     assert INTERPOLATION.fullmatch(env_of(redis)["REDIS_PASSWORD"]).group(1) == "REDIS_PASSWORD"
     volumes = redis["volumes"]
-    assert any(str(v).endswith(":/data") or (isinstance(v, dict) and v.get("target") == "/data")
-               for v in volumes), volumes
+    assert any(
+        str(v).endswith(":/data") or (isinstance(v, dict) and v.get("target") == "/data")
+        for v in volumes
+    ), volumes
     assert "redis-data" in compose["volumes"]
     check = healthcheck_cmd(redis)
     assert "redis-cli" in check and "ping" in check and "$$REDIS_PASSWORD" in check
@@ -109,8 +111,14 @@ def test_worker_queue_order_matches_celeryconfig(services):
     assert args[:4] == ["celery", "-A", "backfill", "worker"]
     queues = args[args.index("-Q") + 1].split(",")
     assert queues == QUEUE_ORDER
-    assert queues[:6] == ["backfill.control", "backfill.5m", "backfill.15m", "backfill.1h",
-                          "backfill.4h", "backfill.1d"]
+    assert queues[:6] == [
+        "backfill.control",
+        "backfill.5m",
+        "backfill.15m",
+        "backfill.1h",
+        "backfill.4h",
+        "backfill.1d",
+    ]
     assert args[args.index("-c") + 1] == "4"
 
 

@@ -11,9 +11,15 @@ from backfill.timeframe import TIMEFRAMES, parse_timeframes
 
 def test_granularity_enum_for_every_timeframe():
     assert {n: t.granularity for n, t in TIMEFRAMES.items()} == {
-        "1m": "ONE_MINUTE", "5m": "FIVE_MINUTE", "15m": "FIFTEEN_MINUTE",
-        "30m": "THIRTY_MINUTE", "1h": "ONE_HOUR", "2h": "TWO_HOUR", "4h": "FOUR_HOUR",
-        "6h": "SIX_HOUR", "1d": "ONE_DAY",
+        "1m": "ONE_MINUTE",
+        "5m": "FIVE_MINUTE",
+        "15m": "FIFTEEN_MINUTE",
+        "30m": "THIRTY_MINUTE",
+        "1h": "ONE_HOUR",
+        "2h": "TWO_HOUR",
+        "4h": "FOUR_HOUR",
+        "6h": "SIX_HOUR",
+        "1d": "ONE_DAY",
     }
 
 
@@ -36,8 +42,24 @@ def test_product_ids_accepted(good):
 
 
 @pytest.mark.parametrize(
-    "bad", ["BTC-USD/../accounts", "btc usd", "BTC-USD?x=1", "btc-usd", "BTC_USD", "BTC-USD ",
-            "BTC-%55SD", "BTC-USD.json", "BTCUSD", "-USD", "BTC-", "", None, 5, "BTC-USD-X"],
+    "bad",
+    [
+        "BTC-USD/../accounts",
+        "btc usd",
+        "BTC-USD?x=1",
+        "btc-usd",
+        "BTC_USD",
+        "BTC-USD ",
+        "BTC-%55SD",
+        "BTC-USD.json",
+        "BTCUSD",
+        "-USD",
+        "BTC-",
+        "",
+        None,
+        5,
+        "BTC-USD-X",
+    ],
 )
 def test_bad_product_ids_refused(bad):
     with pytest.raises(InvalidInput) as e:
@@ -72,5 +94,10 @@ def test_empty_symbol_list():
 def test_plan_is_priority_ordered_one_task_per_series():
     series = plan(BackfillConfig(symbols=("ETH-USD", "BTC-USD"), timeframes=("1d", "5m", "1h")))
     assert [s.name for s in series] == [
-        "ETH-USD:5m", "BTC-USD:5m", "ETH-USD:1h", "BTC-USD:1h", "ETH-USD:1d", "BTC-USD:1d",
+        "ETH-USD:5m",
+        "BTC-USD:5m",
+        "ETH-USD:1h",
+        "BTC-USD:1h",
+        "ETH-USD:1d",
+        "BTC-USD:1d",
     ]

@@ -62,11 +62,17 @@ def test_redis_restart_mid_run(tmp_path, sim, key_file):
     workers = []
     try:
         use_redis(server.url)
-        env = {"REDIS_URL": server.url, "COINBASE_API_BASE_URL": sim.url,
-               "COINBASE_API_KEY_FILE": str(key_file), "BACKFILL_VISIBILITY_TIMEOUT_S": "8",
-               "BACKFILL_LOG_JSON": "1"}
-        workers = [WorkerProcess(env, name=f"r{i}@%h", log_path=tmp_path / f"w{i}.log").start()
-                   for i in range(2)]
+        env = {
+            "REDIS_URL": server.url,
+            "COINBASE_API_BASE_URL": sim.url,
+            "COINBASE_API_KEY_FILE": str(key_file),
+            "BACKFILL_VISIBILITY_TIMEOUT_S": "8",
+            "BACKFILL_LOG_JSON": "1",
+        }
+        workers = [
+            WorkerProcess(env, name=f"r{i}@%h", log_path=tmp_path / f"w{i}.log").start()
+            for i in range(2)
+        ]
         wait_for_workers(app, 2)
         sim.configure(latency_ms=[150, 250])
         client = redis.Redis.from_url(server.url)
@@ -91,9 +97,12 @@ def test_redis_restart_mid_run(tmp_path, sim, key_file):
 
 
 def test_hostile_exchange_all_series_complete_within_budget(rclient, redis_url, sim, start_workers):
-    sim.configure(p429=0.3, p500=0.05, p503=0.05, ptimeout=0.03, timeout_hold_s=4.0,
-                  latency_ms=[5, 20])
-    start_workers(2, env={"BACKFILL_REQUEST_TIMEOUT_S": "1.5", "BACKFILL_WORKER_RATE_LIMIT": "20/s"})
+    sim.configure(
+        p429=0.3, p500=0.05, p503=0.05, ptimeout=0.03, timeout_hold_s=4.0, latency_ms=[5, 20]
+    )
+    start_workers(
+        2, env={"BACKFILL_REQUEST_TIMEOUT_S": "1.5", "BACKFILL_WORKER_RATE_LIMIT": "20/s"}
+    )
     config = BackfillConfig(symbols=SYMBOLS)
     t0 = time.time()
     d = dispatch(config, redis_url=redis_url)
@@ -110,8 +119,14 @@ def test_hostile_exchange_all_series_complete_within_budget(rclient, redis_url, 
 
 def test_three_workers_share_the_public_budget(rclient, redis_url, sim, start_workers):
     sim.configure(latency_ms=[20, 40])
-    start_workers(3, env={"COINBASE_API_KEY_FILE": "", "BACKFILL_FLEET_RATE": "8",
-                          "BACKFILL_WORKER_RATE_LIMIT": "5/s"})
+    start_workers(
+        3,
+        env={
+            "COINBASE_API_KEY_FILE": "",
+            "BACKFILL_FLEET_RATE": "8",
+            "BACKFILL_WORKER_RATE_LIMIT": "5/s",
+        },
+    )
     config = BackfillConfig(symbols=SYMBOLS[:8])
     d = dispatch(config, redis_url=redis_url)
     result = wait_ready(rclient, d.run_id, timeout=120)

@@ -29,7 +29,9 @@ def test_4h_derived_from_1h_equals_native(rclient, redis_url, sim, start_workers
     t0 = time.time()
     native = dispatch(config, redis_url=redis_url)
     assert wait_ready(rclient, native.run_id, timeout=60).exit_code == 0
-    native_members = {s: rclient.zrange(Series.of(s, "4h").cache_key(), 0, -1) for s in config.symbols}
+    native_members = {
+        s: rclient.zrange(Series.of(s, "4h").cache_key(), 0, -1) for s in config.symbols
+    }
     rclient.flushdb()
     sim.configure(four_hour=False)
     sim.reset()
@@ -69,10 +71,13 @@ def test_outage_fetches_only_the_tails(rclient, redis_url, sim, start_workers):
     assert sim.stats()["requests_total"] == 6
 
 
-def test_illiquid_series_reported_not_ready_and_no_candle_invented(rclient, redis_url, sim, start_workers):
+def test_illiquid_series_reported_not_ready_and_no_candle_invented(
+    rclient, redis_url, sim, start_workers
+):
     start_workers(1)
-    d = dispatch(BackfillConfig(symbols=("GHOST-USD", "BTC-USD"), timeframes=("5m",)),
-                 redis_url=redis_url)
+    d = dispatch(
+        BackfillConfig(symbols=("GHOST-USD", "BTC-USD"), timeframes=("5m",)), redis_url=redis_url
+    )
     result = wait_ready(rclient, d.run_id, timeout=60)
     s = result.summary
     assert result.exit_code == 3 and s["ready"] == ["BTC-USD:5m"]
@@ -100,9 +105,19 @@ def test_live_writer_and_backfill_share_keys(rclient, redis_url, sim, start_work
         while not stop.is_set():
             now = int(time.time())
             for start in (tf.floor(now), tf.floor(now) - 300):  # in progress, and just closed
-                member = json.dumps({"timestamp": start * 1000, "open": 1.0, "high": 1.0,
-                                     "low": 1.0, "close": 1.0, "volume": 0.0,
-                                     "symbol": "BTC-USD", "timeframe": "5m"}, separators=(",", ":"))
+                member = json.dumps(
+                    {
+                        "timestamp": start * 1000,
+                        "open": 1.0,
+                        "high": 1.0,
+                        "low": 1.0,
+                        "close": 1.0,
+                        "volume": 0.0,
+                        "symbol": "BTC-USD",
+                        "timeframe": "5m",
+                    },
+                    separators=(",", ":"),
+                )
                 pipe = rclient.pipeline()
                 pipe.zremrangebyscore(key, start * 1000, start * 1000)
                 pipe.zadd(key, {member: start * 1000})

@@ -34,14 +34,27 @@ class Flower:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWER_")}
-        env.update(REDIS_URL=redis_url, FLOWER_BASIC_AUTH=f"{AUTH[0]}:{AUTH[1]}",
-                   PYTHONUNBUFFERED="1")
+        env.update(
+            REDIS_URL=redis_url, FLOWER_BASIC_AUTH=f"{AUTH[0]}:{AUTH[1]}", PYTHONUNBUFFERED="1"
+        )
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.log_path = log_path
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "backfill", "flower",
-             f"--port={self.port}", "--address=127.0.0.1"],
-            env=env, cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "backfill",
+                "flower",
+                f"--port={self.port}",
+                "--address=127.0.0.1",
+            ],
+            env=env,
+            cwd=cwd,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     def get(self, path: str, auth: tuple[str, str] | None = AUTH) -> requests.Response:
@@ -87,17 +100,25 @@ def worker_online(metrics: str, name: str) -> bool:
 
 
 @pytest.mark.timeout(240)
-def test_flower_shows_the_run_behind_basic_auth(rclient, redis_url, sim, start_workers,
-                                                key_file, flower):
+def test_flower_shows_the_run_behind_basic_auth(
+    rclient, redis_url, sim, start_workers, key_file, flower
+):
     start_workers(2)
     names = sorted(next(iter(r)) for r in app.control.ping(timeout=2))
     assert len(names) == 2, names
 
     # Flower is connected: it receives the workers' heartbeat events and can inspect them.
-    wait_until(lambda: all(worker_online(flower.get("/metrics").text, n) for n in names),
-               60, "flower to receive both workers' events", every=0.5)
-    wait_until(lambda: set(names) <= set(flower.get("/api/workers?refresh=1").json()),
-               60, "flower to list both workers")
+    wait_until(
+        lambda: all(worker_online(flower.get("/metrics").text, n) for n in names),
+        60,
+        "flower to receive both workers' events",
+        every=0.5,
+    )
+    wait_until(
+        lambda: set(names) <= set(flower.get("/api/workers?refresh=1").json()),
+        60,
+        "flower to list both workers",
+    )
 
     d = dispatch(BackfillConfig(symbols=SYMBOLS, timeframes=TIMEFRAMES), redis_url=redis_url)
     result = wait_ready(rclient, d.run_id, timeout=120)
@@ -116,8 +137,9 @@ def test_flower_shows_the_run_behind_basic_auth(rclient, redis_url, sim, start_w
             return tasks
         return None
 
-    tasks = wait_until(run_done, 30, "flower to see 4 series tasks and the callback succeed",
-                       every=0.3)
+    tasks = wait_until(
+        run_done, 30, "flower to see 4 series tasks and the callback succeed", every=0.3
+    )
     series = [t for t in tasks.values() if t["name"] == "backfill.series"]
     seen = set()
     for t in series:
@@ -125,8 +147,12 @@ def test_flower_shows_the_run_behind_basic_auth(rclient, redis_url, sim, start_w
         assert isinstance(t["runtime"], float) and t["runtime"] > 0, t
         assert t["worker"] in names, t["worker"]
         assert d.run_id in t["args"], t["args"]
-        pair = [(s, tf) for s in SYMBOLS for tf in TIMEFRAMES
-                if f"'{s}'" in t["args"] and f"'{tf}'" in t["args"]]
+        pair = [
+            (s, tf)
+            for s in SYMBOLS
+            for tf in TIMEFRAMES
+            if f"'{s}'" in t["args"] and f"'{tf}'" in t["args"]
+        ]
         assert len(pair) == 1, t["args"]
         seen.add(pair[0])
     assert seen == {(s, tf) for s in SYMBOLS for tf in TIMEFRAMES}
@@ -153,6 +179,6 @@ def test_flower_shows_the_run_behind_basic_auth(rclient, redis_url, sim, start_w
     assert len(body) >= 40
     key_name = json.loads(key_file.read_text())["name"]
     for label, text in (("/api/tasks", json.dumps(tasks)), ("/api/workers", json.dumps(workers))):
-        leaked = [body[i:i + 20] for i in range(len(body) - 19) if body[i:i + 20] in text]
+        leaked = [body[i : i + 20] for i in range(len(body) - 19) if body[i : i + 20] in text]
         assert not leaked, f"{label} contains private key material: {leaked[:1]}"
         assert key_name not in text, f"{label} contains the API key name"

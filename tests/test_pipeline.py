@@ -7,13 +7,13 @@ import sys
 import time
 
 import pytest
+from helpers import assert_matches_truth, cached, wait_until
 
 from backfill.dispatch import dispatch
 from backfill.gate import wait_ready
 from backfill.run import RunStore
 from backfill.series import Series
 from backfill.settings import BackfillConfig
-from helpers import assert_matches_truth, cached, wait_until
 
 SYMBOLS = ("BTC-USD", "ETH-USD", "SOL-USD", "DOGE-USD")
 
@@ -21,8 +21,13 @@ SYMBOLS = ("BTC-USD", "ETH-USD", "SOL-USD", "DOGE-USD")
 def cli(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     import os
 
-    return subprocess.run([sys.executable, "-m", "backfill", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "backfill", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+    )
 
 
 def test_full_run_matches_exchange_and_gate_opens_once(rclient, redis_url, sim, start_workers):
@@ -45,18 +50,23 @@ def test_full_run_matches_exchange_and_gate_opens_once(rclient, redis_url, sim, 
 
 def test_priority_order_with_one_worker(rclient, redis_url, sim, start_workers):
     start_workers(1, concurrency=1)
-    d = dispatch(BackfillConfig(symbols=SYMBOLS, timeframes=("1d", "1h", "15m", "5m")),
-                 redis_url=redis_url)
+    d = dispatch(
+        BackfillConfig(symbols=SYMBOLS, timeframes=("1d", "1h", "15m", "5m")), redis_url=redis_url
+    )
     assert wait_ready(rclient, d.run_id, timeout=120).exit_code == 0
     outcomes = sorted(RunStore(rclient).outcomes(d.run_id).values(), key=lambda o: o["finished_at"])
     order = [o["timeframe"] for o in outcomes]
     assert order == ["5m"] * 4 + ["15m"] * 4 + ["1h"] * 4 + ["1d"] * 4, order
 
 
-def test_unknown_product_fails_alone_and_wait_ready_exit_codes(rclient, redis_url, sim, start_workers):
+def test_unknown_product_fails_alone_and_wait_ready_exit_codes(
+    rclient, redis_url, sim, start_workers
+):
     start_workers(1)
-    d = dispatch(BackfillConfig(symbols=("BTC-USD", "NOPE-USD"), timeframes=("5m", "1h")),
-                 redis_url=redis_url)
+    d = dispatch(
+        BackfillConfig(symbols=("BTC-USD", "NOPE-USD"), timeframes=("5m", "1h")),
+        redis_url=redis_url,
+    )
     result = wait_ready(rclient, d.run_id, timeout=120)
     s = result.summary
     assert result.exit_code == 3 and s["status"] == "partial"
@@ -79,7 +89,9 @@ def test_wait_ready_times_out_with_exit_1(redis_url, sim):
 
 def test_callback_needs_a_consumed_control_queue(rclient, redis_url, sim, start_workers):
     start_workers(1, queues=["backfill.5m"])
-    d = dispatch(BackfillConfig(symbols=("BTC-USD", "ETH-USD"), timeframes=("5m",)), redis_url=redis_url)
+    d = dispatch(
+        BackfillConfig(symbols=("BTC-USD", "ETH-USD"), timeframes=("5m",)), redis_url=redis_url
+    )
     runs = RunStore(rclient)
     wait_until(lambda: runs.completed(d.run_id) == 2, 60, "both series done")
     # every header task is done, yet no worker consumes backfill.control: the gate stays shut
@@ -89,7 +101,9 @@ def test_callback_needs_a_consumed_control_queue(rclient, redis_url, sim, start_
     assert wait_ready(rclient, d.run_id, timeout=60).exit_code == 0
 
 
-def test_redispatch_one_member_per_timestamp_and_no_requests(rclient, redis_url, sim, start_workers):
+def test_redispatch_one_member_per_timestamp_and_no_requests(
+    rclient, redis_url, sim, start_workers
+):
     start_workers(2)
     config = BackfillConfig(symbols=SYMBOLS[:2])
     first = dispatch(config, redis_url=redis_url)
@@ -112,14 +126,17 @@ def test_redispatch_one_member_per_timestamp_and_no_requests(rclient, redis_url,
             assert len(stamps) == len(set(stamps)) and len(stamps) >= 100
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["--timeframes", "5m,3m"], "'3m'"),
-    (["--symbols", "BTC-USD,BTC-USD/../accounts"], "BTC-USD/../accounts"),
-    (["--symbols", "btc usd"], "btc usd"),
-    (["--symbols", ","], "empty"),
-    (["--candle-count", "0"], "candle count 0"),
-    (["--candle-count", "10000"], "candle count 10000"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--timeframes", "5m,3m"], "'3m'"),
+        (["--symbols", "BTC-USD,BTC-USD/../accounts"], "BTC-USD/../accounts"),
+        (["--symbols", "btc usd"], "btc usd"),
+        (["--symbols", ","], "empty"),
+        (["--candle-count", "0"], "candle count 0"),
+        (["--candle-count", "10000"], "candle count 10000"),
+    ],
+)
 def test_bad_input_enqueues_nothing(rclient, redis_url, args, needle):
     r = cli("dispatch", *args, env={"REDIS_URL": redis_url})
     assert r.returncode == 2, r.stderr
@@ -143,8 +160,10 @@ def test_chord_error_opens_the_gate_as_failed(rclient, redis_url, sim, start_wor
     run_id = "manual-run"
     RunStore(rclient).create(run_id, ["BTC-USD:5m", "bad id:5m"], {})
     opts = BackfillConfig().task_options()
-    header = [backfill_series.si(run_id, "BTC-USD", "5m", opts).set(queue="backfill.5m"),
-              backfill_series.si(run_id, "bad id", "5m", opts).set(queue="backfill.5m")]
+    header = [
+        backfill_series.si(run_id, "BTC-USD", "5m", opts).set(queue="backfill.5m"),
+        backfill_series.si(run_id, "bad id", "5m", opts).set(queue="backfill.5m"),
+    ]
     body = finish.s(run_id).set(queue="backfill.control")
     body.link_error(abort.s(run_id).set(queue="backfill.control"))
     chord(header)(body)

@@ -61,7 +61,8 @@ class CandleCache:
         return series.cache_key(self.user_id, self.exchange_id)
 
     def checked_key(self, series: Series) -> str:
-        return f"backfill:checked:{self.user_id}:{self.exchange_id}:{series.symbol}:{series.timeframe.name}"
+        tf = series.timeframe.name
+        return f"backfill:checked:{self.user_id}:{self.exchange_id}:{series.symbol}:{tf}"
 
     def write(
         self,
@@ -76,9 +77,7 @@ class CandleCache:
         `checked_upto` (UNIX seconds) is the newest closed bucket the exchange was asked
         about, so a bucket with no trades does not make the series look stale next time.
         """
-        args: list[object] = [
-            self.ttl_s, MAX_MEMBERS, (checked_upto or 0) * 1000, int(exhausted)
-        ]
+        args: list[object] = [self.ttl_s, MAX_MEMBERS, (checked_upto or 0) * 1000, int(exhausted)]
         for c in candles:
             if not c.closed:
                 raise InvalidCandle(f"{series}: candle at {c.start} is still in progress")

@@ -54,8 +54,14 @@ def is_fresh(state: CachedState, tf: Timeframe, now: float, n: int) -> bool:
 
 def fresh_outcome(series: Series, state: CachedState, min_candles: int) -> Outcome:
     """The outcome of a series that needed nothing (the same record the task returns)."""
-    out = Outcome(series=series.name, symbol=series.symbol, timeframe=series.timeframe.name,
-                  mode="fresh", candles_cached=state.count, gaps=state.gaps(series.timeframe.seconds))
+    out = Outcome(
+        series=series.name,
+        symbol=series.symbol,
+        timeframe=series.timeframe.name,
+        mode="fresh",
+        candles_cached=state.count,
+        gaps=state.gaps(series.timeframe.seconds),
+    )
     out.newest_ts = state.newest_start * 1000 if state.newest_start else None
     out.ready = out.candles_cached >= min_candles
     if not out.ready:
@@ -93,14 +99,16 @@ def fill_series(
         out.mode = "tail"  # one bucket of overlap: the newest cached one is fetched again
         candles = _fetch(series, client, state.newest_start, now, four_hour, out)
         closed = [c for c in candles if c.closed]
-        cache.write(series, closed, checked_upto=_checked_upto(client, tf, now),
-                    exhausted=state.exhausted)
+        cache.write(
+            series, closed, checked_upto=_checked_upto(client, tf, now), exhausted=state.exhausted
+        )
         out.candles_written = len(closed)
     else:
         out.mode = "cold"
         closed = _fetch_newest(series, client, n, now, four_hour, out)[-n:]
-        cache.write(series, closed, checked_upto=_checked_upto(client, tf, now),
-                    exhausted=len(closed) < n)
+        cache.write(
+            series, closed, checked_upto=_checked_upto(client, tf, now), exhausted=len(closed) < n
+        )
         out.candles_written = len(closed)
     if out.mode != "fresh":
         state = cache.state(series, last_closed, n)

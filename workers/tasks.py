@@ -72,12 +72,17 @@ class WorkerResources:
             self.config_error, creds = e, None
         cache_redis = redis.Redis.from_url(s.cache_url, socket_timeout=10)
         self.budget = FleetBudget(
-            self.broker, budget_name(creds.name if creds else None), s.fleet_rate(),
+            self.broker,
+            budget_name(creds.name if creds else None),
+            s.fleet_rate(),
             max_wait_s=BUDGET_MAX_WAIT_S,
         )
         timeout = s.backfill_request_timeout_s
         self.client = CoinbaseClient(
-            s.coinbase_api_base_url, creds, cap=s.backfill_request_cap, budget=self.budget,
+            s.coinbase_api_base_url,
+            creds,
+            cap=s.backfill_request_cap,
+            budget=self.budget,
             timeout=(min(3.05, timeout), timeout),
         )
         self.cache_redis = cache_redis
@@ -148,7 +153,8 @@ def backfill_series(
         # Under load Coinbase has answered 401 where it meant 429: retry once.
         if not auth_retried and res.budget.recently_throttled():
             raise self.retry(
-                exc=e, countdown=retry_countdown(retries, e),
+                exc=e,
+                countdown=retry_countdown(retries, e),
                 kwargs={**self.request.kwargs, "auth_retried": True},
             ) from None
         outcome = _failed(series, e, "auth", retries)
@@ -156,9 +162,16 @@ def backfill_series(
         if retries < self.max_retries:
             countdown = retry_countdown(retries, e) if isinstance(e, BackfillError) else 1.0
             log_event(
-                log, "backfill_retry", run_id=run_id, series=series.name, symbol=symbol,
-                timeframe=timeframe, retry=retries + 1, countdown=round(countdown, 2),
-                error=str(e), level=logging.WARNING,
+                log,
+                "backfill_retry",
+                run_id=run_id,
+                series=series.name,
+                symbol=symbol,
+                timeframe=timeframe,
+                retry=retries + 1,
+                countdown=round(countdown, 2),
+                error=str(e),
+                level=logging.WARNING,
             )
             raise self.retry(exc=e, countdown=countdown) from None
         outcome = _failed(series, e, "retries_exhausted", retries)
@@ -178,9 +191,17 @@ def backfill_series(
     except redis.RedisError:
         log.warning("could not record progress for %s", series.name)
     log_event(
-        log, "backfill_symbol_complete", run_id=run_id, series=series.name, symbol=symbol,
-        timeframe=timeframe, status=outcome.status, mode=outcome.mode,
-        candles=outcome.candles_cached, requests=outcome.requests, retries=retries,
+        log,
+        "backfill_symbol_complete",
+        run_id=run_id,
+        series=series.name,
+        symbol=symbol,
+        timeframe=timeframe,
+        status=outcome.status,
+        mode=outcome.mode,
+        candles=outcome.candles_cached,
+        requests=outcome.requests,
+        retries=retries,
         error=outcome.error,
     )
     return record
@@ -190,8 +211,13 @@ def _failed(series: Series | str, error: Exception, reason: str, retries: int) -
     name = series if isinstance(series, str) else series.name
     symbol, timeframe = name.rsplit(":", 1)
     return Outcome(
-        series=name, symbol=symbol, timeframe=timeframe, status="failed",
-        error=f"{type(error).__name__}: {error}", reason=reason, retries=retries,
+        series=name,
+        symbol=symbol,
+        timeframe=timeframe,
+        status="failed",
+        error=f"{type(error).__name__}: {error}",
+        reason=reason,
+        retries=retries,
     )
 
 
@@ -206,9 +232,14 @@ def finish(outcomes: list[dict], run_id: str) -> dict:
     summary = summarize(run_id, list(merged.values()), started_at=meta.get("started_at"))
     open_gate(res.broker, summary)
     log_event(
-        log, "backfill_complete", run_id=run_id, completed=summary["completed"],
-        ready=len(summary["ready"]), failed=len(summary["failed"]),
-        not_ready=len(summary["not_ready"]), elapsed_s=summary["elapsed_s"],
+        log,
+        "backfill_complete",
+        run_id=run_id,
+        completed=summary["completed"],
+        ready=len(summary["ready"]),
+        failed=len(summary["failed"]),
+        not_ready=len(summary["not_ready"]),
+        elapsed_s=summary["elapsed_s"],
     )
     return {k: summary[k] for k in ("run_id", "status", "completed", "elapsed_s")}
 
@@ -227,7 +258,13 @@ def abort(request, exc, traceback, run_id: str) -> dict:
     summary.update(status="failed", error=f"{type(exc).__name__}: {exc}")
     open_gate(res.broker, summary)
     log_event(
-        log, "backfill_complete", level=logging.ERROR, run_id=run_id, status="failed",
-        error=summary["error"], completed=summary["completed"], elapsed_s=summary["elapsed_s"],
+        log,
+        "backfill_complete",
+        level=logging.ERROR,
+        run_id=run_id,
+        status="failed",
+        error=summary["error"],
+        completed=summary["completed"],
+        elapsed_s=summary["elapsed_s"],
     )
     return {"run_id": run_id, "status": "failed"}

@@ -89,7 +89,7 @@ def read_key_file(path: Path | str) -> Credentials:
     name = data.get("name") or data.get("id")
     if not isinstance(name, str) or not isinstance(data.get("privateKey"), str):
         raise InvalidInput(
-            f"COINBASE_API_KEY_FILE {str(path)!r} needs \"name\" (or \"id\") and \"privateKey\""
+            f'COINBASE_API_KEY_FILE {str(path)!r} needs "name" (or "id") and "privateKey"'
         )
     return Credentials(name=name, key=parse_private_key(data["privateKey"]))
 
@@ -109,7 +109,9 @@ def load_credentials(
     return None
 
 
-def build_jwt(creds: Credentials, method: str, host: str, path: str, now: float | None = None) -> str:
+def build_jwt(
+    creds: Credentials, method: str, host: str, path: str, now: float | None = None
+) -> str:
     """A fresh token for one request; `uri` is `METHOD host/path` without the query string."""
     now = int(time.time() if now is None else now)
     claims = {

@@ -172,7 +172,9 @@ class CoinbaseClient:
             if self.budget is not None:
                 self.budget.throttled(reset)
             html = "HTML " if text.lstrip().startswith("<") else ""
-            return RateLimited(f"rate limited ({html}429)", reset_after=reset, status=status, **where)
+            return RateLimited(
+                f"rate limited ({html}429)", reset_after=reset, status=status, **where
+            )
         if status in (401, 403):
             return AuthError("the exchange refused the API key or token", status=status, **where)
         if status == 404:
