@@ -74,8 +74,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prefetch", type=int, default=None, help="worker --prefetch-multiplier")
     p.add_argument("--scale-workers", default="2xthreadsx8", help="scale fleet, same format")
     p.add_argument("--scale-symbols", type=int, default=500)
-    p.add_argument("--wide-first-page", action="store_true",
-                   help="experiment: workers ask cap-1 buckets in a cold fetch's first request")
     p.add_argument("--skip", default="", help="comma list of: startup,seed,scale")
     return p
 
@@ -93,14 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         symbols, timeframes = DEFAULT_SYMBOLS, TIMEFRAME_PRIORITY
         scale_symbols, small = args.scale_symbols, 20
     spec = parse_spec(args.workers, args.rate_limit, args.prefetch)
-    if args.wide_first_page:
-        spec.extra_args += ["--include", "bench.wide_first_page"]
-        result_extra = {"experiment": "wide_first_page"}
-    else:
-        result_extra = {}
     scale_spec = parse_spec(args.scale_workers, "", args.prefetch)
     result: dict = {"smoke": args.smoke, "budget": args.budget, "workers": spec.describe(),
-                    "machine": machine(), **result_extra}
+                    "machine": machine()}
     t_start = time.monotonic()
     try:
         with Stack(synthetic_products=0 if "scale" in skip else scale_symbols) as stack:
