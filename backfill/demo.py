@@ -44,6 +44,8 @@ def run_stack(settings: Settings, config: BackfillConfig, opts: StackOptions) ->
 
     console = Console(stderr=True)
     config = config.validated()  # bad input fails before anything starts
+    if not opts.simulate:
+        preflight(settings, config)
     workdir = Path(tempfile.mkdtemp(prefix="backfill-"))
     stack = contextlib.ExitStack()
     keep = opts.keep
@@ -115,3 +117,21 @@ def run_stack(settings: Settings, config: BackfillConfig, opts: StackOptions) ->
         return result.exit_code
     finally:
         stack.close()
+
+
+def preflight(settings: Settings, config: BackfillConfig) -> None:
+    """One request before starting anything: a wrong key or no route to the exchange is one
+    clear error now, not every task retrying for minutes."""
+    from backfill.errors import BackfillError, ExchangeError
+    from backfill.timeframe import timeframe
+    from workers.coinbase.client import CoinbaseClient
+
+    client = CoinbaseClient(settings.coinbase_api_base_url, settings.credentials(), timeout=(5, 10))
+    day = timeframe("1d")
+    start = day.last_closed_start(time.time())
+    try:
+        client.get_page(config.symbols[0], day, start, start)
+    except ExchangeError as e:
+        raise BackfillError(
+            f"the exchange at {settings.coinbase_api_base_url} cannot be used: {e}"
+        ) from None

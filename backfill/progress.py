@@ -49,12 +49,12 @@ def watch(
     run_id: str,
     timeout: float,
     on_progress: Callable[[Progress], None] | None = None,
-    every_s: float = 2.0,
+    every_s: float | None = 2.0,
 ) -> GateResult:
     """Follow progress until the gate opens or `timeout` passes.
 
-    Progress is logged at most every `every_s` seconds (and on completion); the wait
-    blocks on pub/sub, so a quiet run costs no Redis traffic.
+    Progress is logged at most every `every_s` seconds (and on completion; never when
+    None); the wait blocks on pub/sub, so a quiet run costs no Redis traffic.
     """
     deadline = time.monotonic() + timeout
     pubsub = client.pubsub(ignore_subscribe_messages=True)
@@ -65,7 +65,7 @@ def watch(
             p = snapshot(client, run_id)
             if on_progress and p.completed != last_completed:
                 on_progress(p)
-            if p.completed != last_completed and (
+            if every_s is not None and p.completed != last_completed and (
                 time.monotonic() - last_log >= every_s or p.completed == p.total
             ):
                 log_event(
@@ -112,4 +112,4 @@ def watch_with_bar(client: redis.Redis, run_id: str, timeout: float) -> GateResu
         def update(p: Progress) -> None:
             bar.update(task, total=p.total, completed=p.completed, errors=p.errors)
 
-        return watch(client, run_id, timeout, on_progress=update, every_s=3600)
+        return watch(client, run_id, timeout, on_progress=update, every_s=None)

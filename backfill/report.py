@@ -13,7 +13,7 @@ def print_summary(console: Console, summary: dict, total: int, elapsed_s: float)
         console.print(f"[red]gate not open after {elapsed_s:.1f}s[/red]")
         return
     table = Table(title=f"run {summary['run_id']}: {summary['status']}")
-    for col in ("timeframe", "ok", "failed", "candles", "requests", "task time s"):
+    for col in ("timeframe", "ok", "failed", "candles written", "requests", "task s (sum)"):
         table.add_column(col, justify="right" if col != "timeframe" else "left")
     for tf in sorted(summary["by_timeframe"], key=priority_key):
         row = summary["by_timeframe"][tf]

@@ -20,8 +20,11 @@ CONFIG = BackfillConfig(symbols=("BTC-USD", "ETH-USD", "GHOST-USD"), timeframes=
 
 def cli(*args: str, env: dict | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "backfill", *args], capture_output=True, text=True,
-        env={**os.environ, **(env or {})}, timeout=timeout,
+        [sys.executable, "-m", "backfill", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
     )
 
 
@@ -38,7 +41,9 @@ def test_status_shows_timeframes_failures_and_gate(finished_run, redis_url):
     assert r.returncode == 0, r.stderr
     assert finished_run in r.stdout and "gate open (partial)" in r.stdout
     assert "5m    3/3" in r.stdout and "1h    3/3" in r.stdout
-    st = json.loads(cli("status", "--json", "--run", finished_run, env={"REDIS_URL": redis_url}).stdout)
+    st = json.loads(
+        cli("status", "--json", "--run", finished_run, env={"REDIS_URL": redis_url}).stdout
+    )
     assert st["completed"] == st["total"] == 6 and st["gate"] == "open"
 
 
@@ -52,8 +57,16 @@ def test_indicators_read_the_cache_and_refuse_too_little_data(finished_run, redi
     for key in [("BTC-USD", "5m"), ("ETH-USD", "1h"), ("GHOST-USD", "1h")]:
         row = rows[key]
         assert row["candles"] == 100 and isinstance(row["macd_v"], float)
-        assert row["stage"] in {"oversold", "overbought", "rallying", "rebounding", "reversing",
-                                "retracing", "ranging", "unknown"}
+        assert row["stage"] in {
+            "oversold",
+            "overbought",
+            "rallying",
+            "rebounding",
+            "reversing",
+            "retracing",
+            "ranging",
+            "unknown",
+        }
         assert row["histogram"] == pytest.approx(row["macd_v"] - row["signal"], abs=1e-3)
     ghost = rows[("GHOST-USD", "5m")]
     assert ghost["macd_v"] is None and ghost["signal"] is None and ghost["stage"] == "not ready"
@@ -61,25 +74,43 @@ def test_indicators_read_the_cache_and_refuse_too_little_data(finished_run, redi
     while (m := pubsub.get_message(timeout=1.0)) is not None:
         if m["type"] == "pmessage":
             published.append(json.loads(m["data"]))
-    assert len(published) == 5 and {p["symbol"] for p in published} == {"BTC-USD", "ETH-USD", "GHOST-USD"}
+    assert len(published) == 5 and {p["symbol"] for p in published} == {
+        "BTC-USD",
+        "ETH-USD",
+        "GHOST-USD",
+    }
 
 
 def test_logs_are_json_lines_with_the_seed_events(redis_url, rclient, sim, start_workers, tmp_path):
     start_workers(1)
-    r = cli("dispatch", "--symbols", "BTC-USD", "--timeframes", "5m,1h", "--wait", "--timeout", "60",
-            env={"REDIS_URL": redis_url})
+    r = cli(
+        "dispatch",
+        "--symbols",
+        "BTC-USD",
+        "--timeframes",
+        "5m,1h",
+        "--wait",
+        "--timeout",
+        "60",
+        env={"REDIS_URL": redis_url},
+    )
     assert r.returncode == 0, r.stderr
     events = [json.loads(line) for line in r.stderr.splitlines() if line.startswith("{")]
     names = [e["event"] for e in events]
     assert names[0] == "backfill_start" and "backfill_progress" in names
     last = [e for e in events if e["event"] == "backfill_progress"][-1]
     assert last["completed"] == last["total"] == 2 and last["percent"] == 100.0
-    worker = [json.loads(line) for line in (tmp_path / "worker1.log").read_text().splitlines()
-              if line.startswith("{")]
+    worker = [
+        json.loads(line)
+        for line in (tmp_path / "worker1.log").read_text().splitlines()
+        if line.startswith("{")
+    ]
     done = [e for e in worker if e["event"] == "backfill_symbol_complete"]
     assert {(e["symbol"], e["timeframe"]) for e in done} == {("BTC-USD", "5m"), ("BTC-USD", "1h")}
     assert all(e["run_id"] == events[0]["run_id"] for e in done)
-    assert any(e["event"] == "backfill_complete" and e["run_id"] == events[0]["run_id"] for e in worker)
+    assert any(
+        e["event"] == "backfill_complete" and e["run_id"] == events[0]["run_id"] for e in worker
+    )
 
 
 def test_health(redis_url, start_workers):
@@ -92,17 +123,40 @@ def test_health(redis_url, start_workers):
 @pytest.mark.slow
 def test_demo_runs_everything_and_leaves_nothing_running():
     before = {p.pid for p in psutil.process_iter()}
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_URL", "COINBASE_", "BACKFILL_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("REDIS_URL", "COINBASE_", "BACKFILL_"))
+    }
     r = subprocess.run(
-        [sys.executable, "-m", "backfill", "demo", "--json", "--symbols", "BTC-USD,ETH-USD",
-         "--timeframes", "5m,1h"], capture_output=True, text=True, env=env, timeout=240,
+        [
+            sys.executable,
+            "-m",
+            "backfill",
+            "demo",
+            "--json",
+            "--symbols",
+            "BTC-USD,ETH-USD",
+            "--timeframes",
+            "5m,1h",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=240,
     )
     assert r.returncode == 0, r.stderr[-2000:]
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["series_total"] == out["series_ok"] == 4 and out["series_failed"] == 0
     assert out["gate_open"] and out["responses_429"] == 0 and out["requests"] >= 4
     assert {"run_id", "elapsed_s"} <= set(out)
-    leftovers = [p for p in psutil.process_iter(["cmdline"])
-                 if p.pid not in before and any("coinbase_sim" in c or "redis-server" in c
-                                                or "celery" in c for c in (p.info["cmdline"] or []))]
+    leftovers = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if p.pid not in before
+        and any(
+            "coinbase_sim" in c or "redis-server" in c or "celery" in c
+            for c in (p.info["cmdline"] or [])
+        )
+    ]
     assert not leftovers, leftovers

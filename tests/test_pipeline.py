@@ -171,3 +171,40 @@ def test_chord_error_opens_the_gate_as_failed(rclient, redis_url, sim, start_wor
     assert result.exit_code == 3 and result.summary["status"] == "failed"
     assert [f["series"] for f in result.summary["failed"]] == ["bad id:5m"]
     assert result.summary["ready"] == ["BTC-USD:5m"]
+
+
+@pytest.mark.parametrize("throttled", [False, True])
+def test_auth_failure_retried_once_only_right_after_throttling(
+    rclient, redis_url, sim, start_workers, tmp_path, throttled
+):
+    from coinbase_sim.keys import write_key_file
+    from workers.budget import FleetBudget, budget_name
+    from workers.coinbase.auth import read_key_file
+
+    stranger = tmp_path / "stranger.json"
+    write_key_file(stranger, "ec")  # the exchange does not know this key: every answer is 401
+    start_workers(1, env={"COINBASE_API_KEY_FILE": str(stranger)})
+    if throttled:  # a 429 just hit the fleet
+        FleetBudget(rclient, budget_name(read_key_file(stranger).name), 25).throttled(None)
+    d = dispatch(BackfillConfig(symbols=("BTC-USD",), timeframes=("5m",)), redis_url=redis_url)
+    s = wait_ready(rclient, d.run_id, timeout=60).summary
+    [failed] = s["failed"]
+    assert failed["reason"] == "auth" and "AuthError" in failed["error"]
+    assert failed["retries"] == (1 if throttled else 0)
+    assert sim.stats()["responses_by_status"] == {"401": 2 if throttled else 1}
+
+
+def test_startup_backfill_service_dispatches_and_waits(redis_url, sim, start_workers):
+    from backfill import DEFAULT_BACKFILL_CONFIG, StartupBackfillService
+
+    start_workers(1)
+    service = StartupBackfillService(DEFAULT_BACKFILL_CONFIG, redis_url=redis_url)
+    summary = service.backfill(["BTC-USD", "ETH-USD"], ["5m", "1h"], timeout=60)
+    assert summary["status"] == "ready" and sorted(summary["ready"]) == [
+        "BTC-USD:1h",
+        "BTC-USD:5m",
+        "ETH-USD:1h",
+        "ETH-USD:5m",
+    ]
+    with pytest.raises(ValueError, match="'7m'"):
+        service.backfill(["BTC-USD"], ["7m"])

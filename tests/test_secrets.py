@@ -32,13 +32,14 @@ def redis_dump(url: str) -> str:
         c = redis.Redis.from_url(url, db=db)
         for key in c.scan_iter(count=1000):
             kind = c.type(key).decode()
-            value = {
-                "string": lambda k: c.get(k),
-                "hash": lambda k: c.hgetall(k),
-                "list": lambda k: c.lrange(k, 0, -1),
-                "set": lambda k: c.smembers(k),
-                "zset": lambda k: c.zrange(k, 0, -1, withscores=True),
-            }.get(kind, lambda k: b"")(key)
+            read = {
+                "string": c.get,
+                "hash": c.hgetall,
+                "list": lambda k, c=c: c.lrange(k, 0, -1),
+                "set": c.smembers,
+                "zset": lambda k, c=c: c.zrange(k, 0, -1, withscores=True),
+            }
+            value = read[kind](key) if kind in read else b""
             out.append(f"{db} {key!r} {value!r}")
     return "\n".join(out)
 
@@ -59,8 +60,11 @@ def test_no_private_key_material_anywhere(
     if via == "file":
         env = {"COINBASE_API_KEY_FILE": str(key_path)}
     else:  # the pasted-into-an-env-var form, with literal \n
-        env = {"COINBASE_API_KEY_FILE": "", "COINBASE_API_KEY_NAME": key["name"],
-               "COINBASE_API_PRIVATE_KEY": key["privateKey"].replace("\n", "\\n")}
+        env = {
+            "COINBASE_API_KEY_FILE": "",
+            "COINBASE_API_KEY_NAME": key["name"],
+            "COINBASE_API_PRIVATE_KEY": key["privateKey"].replace("\n", "\\n"),
+        }
     config = BackfillConfig(symbols=("BTC-USD", "ETH-USD"), timeframes=("5m", "1h"))
     queued = dispatch(config, redis_url=redis_url)  # no worker yet: the messages wait in Redis
     assert rclient.llen("backfill.5m") == 2

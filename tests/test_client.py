@@ -1,0 +1,164 @@
+"""The candle client against the simulator over real HTTP: pagination, parsing, every error
+class, product-id validation, auth, and secrets kept out of errors."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+
+from backfill.errors import (
+    AuthError,
+    BadRequest,
+    InvalidInput,
+    NotFound,
+    RateLimited,
+    RetryableError,
+    TransientError,
+)
+from backfill.timeframe import timeframe
+from workers.coinbase.auth import read_key_file
+from workers.coinbase.client import CoinbaseClient
+
+M5, H1, H4, D1 = (timeframe(n) for n in ("5m", "1h", "4h", "1d"))
+
+
+@pytest.fixture
+def client(sim, key_file) -> CoinbaseClient:
+    return CoinbaseClient(sim.url, read_key_file(key_file))
+
+
+def requests_for(sim, product: str, granularity: str) -> int:
+    return sim.stats()["requests_by_series"].get(f"{product}:{granularity}", 0)
+
+
+@pytest.mark.parametrize("buckets,pages", [(1, 1), (299, 1), (300, 1), (301, 2), (1000, 4)])
+def test_pagination_never_exceeds_the_cap_and_merges_pages(sim, client, buckets, pages):
+    end = H1.last_closed_start(time.time())
+    start = end - (buckets - 1) * 3600
+    candles = client.get_candles("BTC-USD", H1, start, end)
+    starts = [c.start for c in candles]
+    assert starts == sorted(set(starts)) and len(starts) == buckets  # BTC-USD has no gaps
+    assert starts[0] == start and starts[-1] == end
+    assert client.requests_made == pages == requests_for(sim, "BTC-USD", "ONE_HOUR")
+    assert sim.stats()["responses_by_status"] == {"200": pages}  # no request was refused
+    truth = sim.truth("BTC-USD", "ONE_HOUR", start, end)
+    assert [float(c["close"]) for c in reversed(truth)] == [c.close for c in candles]
+
+
+def test_cap_is_configurable(sim, key_file):
+    sim.configure(cap=350)
+    client = CoinbaseClient(sim.url, read_key_file(key_file), cap=350)
+    end = M5.last_closed_start(time.time())
+    assert len(client.get_candles("BTC-USD", M5, end - 349 * 300, end)) == 350
+    assert client.requests_made == 1
+
+
+def test_in_progress_bucket_is_marked_not_closed(client):
+    now = time.time()
+    candles = client.get_candles("BTC-USD", M5, int(now) - 3000, int(now))
+    assert candles[-1].start == M5.floor(int(now)) or candles[-1].start == M5.floor(int(now)) - 300
+    assert all(c.closed for c in candles[:-1])
+    if candles[-1].start == M5.floor(int(now)):
+        assert not candles[-1].closed
+
+
+def test_public_endpoint_without_a_key(sim):
+    client = CoinbaseClient(sim.url)
+    end = D1.last_closed_start(time.time())
+    assert len(client.get_candles("ETH-USD", D1, end - 9 * 86400, end)) == 10
+    assert sim.stats()["requests_by_endpoint"] == {"public": 1}
+
+
+def test_not_found_and_bad_granularity(sim, client):
+    with pytest.raises(NotFound) as e:
+        client.get_candles("NOPE-USD", H1, 1_700_000_000, 1_700_003_600)
+    assert e.value.status == 404 and "NOPE-USD" in str(e.value) and "1h" in str(e.value)
+    assert not e.value.retryable
+    sim.configure(four_hour=False)
+    with pytest.raises(BadRequest) as e:
+        client.get_candles("BTC-USD", H4, 1_700_000_000 - 1_700_000_000 % 14400, 1_700_100_000)
+    assert (
+        e.value.status == 400
+        and "FOUR_HOUR" in e.value.detail
+        and "not a valid value" in e.value.detail
+    )
+
+
+def test_untrusted_key_is_an_auth_error_without_the_key(sim, tmp_path):
+    from coinbase_sim.keys import write_key_file
+
+    path = tmp_path / "stranger.json"
+    write_key_file(path, "ed25519")  # never shown to the simulator
+    creds = read_key_file(path)
+    client = CoinbaseClient(sim.url, creds)
+    with pytest.raises(AuthError) as e:
+        client.get_candles("BTC-USD", H1, 1_700_000_000, 1_700_003_600)
+    assert e.value.status == 401 and not e.value.retryable
+    import json
+
+    secret = json.loads(path.read_text())["privateKey"]
+    assert secret[:16] not in str(e.value) and secret[:16] not in repr(client)
+
+
+@pytest.mark.parametrize(
+    "fault,kind,status",
+    [
+        ("p429", RateLimited, 429),
+        ("p500", TransientError, 500),
+        ("p503", TransientError, 503),
+        ("ptruncated", TransientError, 200),
+        ("pnonjson", TransientError, 200),
+    ],
+)
+def test_fault_responses_map_to_retryable_errors(sim, client, fault, kind, status):
+    sim.configure(**{fault: 1.0})
+    with pytest.raises(kind) as e:
+        client.get_candles("BTC-USD", H1, 1_700_000_000 - 1_700_000_000 % 3600, 1_700_003_600)
+    assert isinstance(e.value, RetryableError) and e.value.status == status
+    assert "BTC-USD" in str(e.value) and "1h" in str(e.value)
+
+
+def test_html_429_and_reset_time(sim, client):
+    sim.configure(p429=1.0)
+    seen_html = False
+    for _ in range(4):
+        with pytest.raises(RateLimited) as e:
+            client.get_candles("BTC-USD", H1, 1_700_000_000 - 1_700_000_000 % 3600, 1_700_003_600)
+        seen_html |= "HTML" in str(e.value)
+        assert e.value.reset_after is not None and 0 <= e.value.reset_after <= 1.0
+    assert seen_html
+
+
+def test_real_rate_limit_answers_429(sim, key_file):
+    sim.configure(key_rate=5)
+    client = CoinbaseClient(sim.url, read_key_file(key_file))
+    end = H1.last_closed_start(time.time())
+    with pytest.raises(RateLimited):
+        for _ in range(10):
+            client.get_candles("BTC-USD", H1, end - 3600, end)
+    assert sim.stats()["max_requests_in_any_second"]
+
+
+def test_timeouts_and_connection_failures_are_transient(sim, key_file):
+    sim.configure(ptimeout=1.0, timeout_hold_s=3.0)
+    client = CoinbaseClient(sim.url, read_key_file(key_file), timeout=(1.0, 0.5))
+    with pytest.raises(TransientError, match="timed out"):
+        client.get_candles("BTC-USD", H1, 1_700_000_000 - 1_700_000_000 % 3600, 1_700_003_600)
+    dead = CoinbaseClient("http://127.0.0.1:1")
+    with pytest.raises(TransientError, match="connection failed"):
+        dead.get_candles("BTC-USD", H1, 1_700_000_000 - 1_700_000_000 % 3600, 1_700_003_600)
+
+
+@pytest.mark.parametrize("bad", ["BTC-USD/../accounts", "btc usd", "BTC-USD?x=1", "BTC%2FUSD"])
+def test_product_id_checked_before_any_url_is_built(sim, client, bad):
+    with pytest.raises(InvalidInput):
+        client.get_candles(bad, H1, 1_700_000_000, 1_700_003_600)
+    assert sim.stats()["requests_total"] == 0
+
+
+def test_sdk_style_https_host_is_signed_as_api_coinbase_com(key_file):
+    client = CoinbaseClient("https://api.coinbase.com", read_key_file(key_file))
+    assert client._signed_host == "api.coinbase.com"
+    assert isinstance(client.session, requests.Session)
