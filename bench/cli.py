@@ -31,8 +31,12 @@ def met(key: str, value: object) -> bool | None:
     if key not in TARGETS or not isinstance(value, int | float):
         return None
     op, target = TARGETS[key]
-    return {"<=": value <= target, ">=": value >= target, "==": value == target,
-            "<": value < target}[op]
+    return {
+        "<=": value <= target,
+        ">=": value >= target,
+        "==": value == target,
+        "<": value < target,
+    }[op]
 
 
 def machine() -> dict:
@@ -45,13 +49,19 @@ def machine() -> dict:
 
     from backfill.embedded import redis_server_binary
 
-    server = subprocess.run([redis_server_binary(), "--version"], capture_output=True,
-                            text=True).stdout.split()
+    server = subprocess.run(
+        [redis_server_binary(), "--version"], capture_output=True, text=True
+    ).stdout.split()
     version = next((w.split("=")[1] for w in server if w.startswith("v=")), "?")
-    return {"cores": os.cpu_count(), "python": platform.python_version(),
-            "platform": platform.platform(), "redis_server": version,
-            "redis_py": redis_py.__version__, "celery": celery.__version__,
-            "kombu": kombu.__version__}
+    return {
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "redis_server": version,
+        "redis_py": redis_py.__version__,
+        "celery": celery.__version__,
+        "kombu": kombu.__version__,
+    }
 
 
 def parse_spec(text: str, rate_limit: str, prefetch: int | None) -> WorkerSpec:
@@ -63,17 +73,29 @@ def parse_spec(text: str, rate_limit: str, prefetch: int | None) -> WorkerSpec:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    p.add_argument("--smoke", action="store_true",
-                   help="reduced run (CI): a few series, tiny scale")
+    p.add_argument(
+        "--smoke", action="store_true", help="reduced run (CI): a few series, tiny scale"
+    )
     p.add_argument("--budget", type=float, default=25.0, help="fleet budget, requests/s (25)")
-    p.add_argument("--workers", default="2xthreadsx8",
-                   help="startup fleet NODESxPOOLxCONCURRENCY (2xthreadsx8)")
-    p.add_argument("--rate-limit", default="",
-                   help="per-node Celery rate_limit for the startup fleet ('' = none; the fleet "
-                        "budget paces requests)")
+    p.add_argument(
+        "--workers",
+        default="2xthreadsx8",
+        help="startup fleet NODESxPOOLxCONCURRENCY (2xthreadsx8)",
+    )
+    p.add_argument(
+        "--rate-limit",
+        default="",
+        help="per-node Celery rate_limit for the startup fleet ('' = none; the fleet "
+        "budget paces requests)",
+    )
     p.add_argument("--prefetch", type=int, default=None, help="worker --prefetch-multiplier")
     p.add_argument("--scale-workers", default="2xthreadsx8", help="scale fleet, same format")
     p.add_argument("--scale-symbols", type=int, default=500)
+    p.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="py-spy the simulator and workers during the 2,500-series run into DIR",
+    )
     p.add_argument("--skip", default="", help="comma list of: startup,seed,scale")
     return p
 
@@ -92,8 +114,12 @@ def main(argv: list[str] | None = None) -> int:
         scale_symbols, small = args.scale_symbols, 20
     spec = parse_spec(args.workers, args.rate_limit, args.prefetch)
     scale_spec = parse_spec(args.scale_workers, "", args.prefetch)
-    result: dict = {"smoke": args.smoke, "budget": args.budget, "workers": spec.describe(),
-                    "machine": machine()}
+    result: dict = {
+        "smoke": args.smoke,
+        "budget": args.budget,
+        "workers": spec.describe(),
+        "machine": machine(),
+    }
     t_start = time.monotonic()
     try:
         with Stack(synthetic_products=0 if "scale" in skip else scale_symbols) as stack:
@@ -104,7 +130,11 @@ def main(argv: list[str] | None = None) -> int:
                 if "wall_s" in result:
                     result["speedup_vs_seed"] = round(result["seed_wall_s"] / result["wall_s"], 2)
             if "scale" not in skip:
-                result.update(scenarios.scale(stack, scale_spec, scale_symbols, small))
+                result.update(
+                    scenarios.scale(
+                        stack, scale_spec, scale_symbols, small, profile_dir=args.profile
+                    )
+                )
             result["logs"] = str(stack.workdir)
     except Exception as e:  # the benchmark itself broke
         log(f"benchmark failed: {type(e).__name__}: {e}")
@@ -131,5 +161,7 @@ def print_table(result: dict) -> None:
             target = f"  target {op} {t}: " + ("met" if met(k, v) else "MISSED")
         print(f"{k:<{width}}  {v}{target}")
     m = result["machine"]
-    print(f"machine: {m['cores']} cores, Python {m['python']}, redis-server {m['redis_server']}, "
-          f"celery {m['celery']}, kombu {m['kombu']}")
+    print(
+        f"machine: {m['cores']} cores, Python {m['python']}, redis-server {m['redis_server']}, "
+        f"celery {m['celery']}, kombu {m['kombu']}"
+    )

@@ -26,8 +26,12 @@ def done_key(run_id: str) -> str:
 
 @app.task(name="bench.noop", rate_limit=_settings.backfill_worker_rate_limit, acks_late=True)
 def noop(run_id: str, symbol: str, timeframe: str, options: dict) -> dict:
-    return Outcome(series=f"{symbol}:{timeframe}", symbol=symbol, timeframe=timeframe,
-                   finished_at=round(time.time(), 4)).to_dict()
+    return Outcome(
+        series=f"{symbol}:{timeframe}",
+        symbol=symbol,
+        timeframe=timeframe,
+        finished_at=round(time.time(), 4),
+    ).to_dict()
 
 
 @app.task(name="bench.noop_finish", acks_late=True)

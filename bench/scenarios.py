@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from backfill.dispatch import dispatch, queue_for
 from backfill.gate import wait_ready
@@ -11,11 +14,21 @@ from backfill.run import RunStore
 from backfill.series import Series
 from backfill.settings import BackfillConfig
 from backfill.timeframe import TIMEFRAME_PRIORITY
-from bench.stack import RssSampler, Stack, WorkerSpec, log
+from bench.stack import CpuMeter, RssSampler, Stack, WorkerSpec, log
 
-REALISTIC_SIM = {"latency_ms": [80, 150], "rate_limits": True, "key_rate": 30,
-                 "p429": 0.0, "p500": 0.0, "p503": 0.0, "ptimeout": 0.0,
-                 "ptruncated": 0.0, "pnonjson": 0.0, "four_hour": True, "cap": 300}
+REALISTIC_SIM = {
+    "latency_ms": [80, 150],
+    "rate_limits": True,
+    "key_rate": 30,
+    "p429": 0.0,
+    "p500": 0.0,
+    "p503": 0.0,
+    "ptimeout": 0.0,
+    "ptruncated": 0.0,
+    "pnonjson": 0.0,
+    "four_hour": True,
+    "cap": 300,
+}
 LIFTED_SIM = {**REALISTIC_SIM, "latency_ms": [0, 0], "rate_limits": False}
 LIFTED_RATE = 100000.0
 
@@ -41,22 +54,32 @@ def timed_run(stack: Stack, config: BackfillConfig, timeout: float) -> RunResult
     result = wait_ready(stack.redis, d.run_id, timeout=timeout)
     wall = time.time() - t0
     if result.summary is None:
-        raise BenchError(f"run {d.run_id} did not open its gate within {timeout:.0f}s "
-                         f"(logs in {stack.workdir})")
-    return RunResult(d.run_id, d.total, wall, t0, result.summary,
-                     RunStore(stack.redis).outcomes(d.run_id))
+        raise BenchError(
+            f"run {d.run_id} did not open its gate within {timeout:.0f}s (logs in {stack.workdir})"
+        )
+    return RunResult(
+        d.run_id, d.total, wall, t0, result.summary, RunStore(stack.redis).outcomes(d.run_id)
+    )
 
 
-def startup(stack: Stack, spec: WorkerSpec, symbols: tuple[str, ...], timeframes: tuple[str, ...],
-            budget: float, timeout: float = 300) -> dict:
+def startup(
+    stack: Stack,
+    spec: WorkerSpec,
+    symbols: tuple[str, ...],
+    timeframes: tuple[str, ...],
+    budget: float,
+    timeout: float = 300,
+) -> dict:
     """(1) full cold backfill on the realistic simulator, (3) first indicator, (5) warm restart."""
     stack.flush()
     stack.sim.configure(**REALISTIC_SIM)
     stack.start_workers(spec, fleet_rate=budget)
     stack.sim.reset()
     config = BackfillConfig(symbols=symbols, timeframes=timeframes)
-    log(f"startup backfill: {len(symbols)} x {len(timeframes)} series, budget {budget}/s, "
-        f"{spec.describe()}")
+    log(
+        f"startup backfill: {len(symbols)} x {len(timeframes)} series, budget {budget}/s, "
+        f"{spec.describe()}"
+    )
     run = timed_run(stack, config, timeout)
     stats = stack.sim.stats()
     requests = int(stats["requests_total"])
@@ -75,7 +98,8 @@ def startup(stack: Stack, spec: WorkerSpec, symbols: tuple[str, ...], timeframes
         "ratio_to_floor": round(run.wall_s / floor, 3),
         "responses_429": int(stats["responses_by_status"].get("429", 0)),
         "max_requests_in_any_second": max(
-            (stats.get("max_requests_in_any_second") or {"": 0}).values()),
+            (stats.get("max_requests_in_any_second") or {"": 0}).values()
+        ),
         "first_indicator_s": round(first_s, 3),
         "first_indicator_floor_s": round(first_floor, 3),
         "first_indicator_ratio": round(first_s / first_floor, 3),
@@ -103,15 +127,19 @@ def seed(stack: Stack, symbols: tuple[str, ...], timeframes: tuple[str, ...]) ->
     log(f"seed algorithm: {len(series)} series, batches of 5, 1 s pause")
     r = run_seed(series, stack.sim.url, str(stack.key_file), stack.redis_url)
     stats = stack.sim.stats()
-    out = {"seed_wall_s": r.wall_s, "seed_requests": int(stats["requests_total"]),
-           "seed_responses_429": int(stats["responses_by_status"].get("429", 0)),
-           "seed_failed": r.failed}
+    out = {
+        "seed_wall_s": r.wall_s,
+        "seed_requests": int(stats["requests_total"]),
+        "seed_responses_429": int(stats["responses_by_status"].get("429", 0)),
+        "seed_failed": r.failed,
+    }
     log(f"seed: {out}")
     return out
 
 
-def noop_chord(stack: Stack, symbols: tuple[str, ...], timeframes: tuple[str, ...],
-               timeout: float) -> float:
+def noop_chord(
+    stack: Stack, symbols: tuple[str, ...], timeframes: tuple[str, ...], timeout: float
+) -> float:
     """The same chord shape as a run with no-op tasks; seconds from dispatch to callback."""
     from celery import chord, group
 
@@ -123,7 +151,8 @@ def noop_chord(stack: Stack, symbols: tuple[str, ...], timeframes: tuple[str, ..
     t0 = time.time()
     header = group(
         noop.si(run_id, s, tf, options).set(queue=queue_for(tf))
-        for tf in timeframes for s in symbols
+        for tf in timeframes
+        for s in symbols
     )
     chord(header)(noop_finish.s(run_id).set(queue="backfill.control"))
     deadline = time.monotonic() + timeout
@@ -140,8 +169,15 @@ def synthetic_symbols(n: int) -> tuple[str, ...]:
     return tuple(f"SYN{i:04d}-USD" for i in range(1, n + 1))
 
 
-def scale(stack: Stack, spec: WorkerSpec, symbols: int, small: int,
-          timeframes: tuple[str, ...] = TIMEFRAME_PRIORITY, timeout: float = 600) -> dict:
+def scale(
+    stack: Stack,
+    spec: WorkerSpec,
+    symbols: int,
+    small: int,
+    timeframes: tuple[str, ...] = TIMEFRAME_PRIORITY,
+    timeout: float = 600,
+    profile_dir: str | None = None,
+) -> dict:
     """(4) the whole pipeline with latency and limits off, next to a no-op chord's ceiling."""
     stack.flush()
     stack.sim.configure(**LIFTED_SIM)
@@ -157,15 +193,38 @@ def scale(stack: Stack, spec: WorkerSpec, symbols: int, small: int,
     log(f"scale: {n_series} series, {spec.describe()}, budget lifted")
     # warm-up and RSS at the small size: `small` symbols (small x 5 series)
     with RssSampler(pids) as rss_small:
-        small_run = timed_run(stack, BackfillConfig(symbols=synthetic_symbols(small),
-                                                    timeframes=timeframes, full=True), timeout)
+        small_run = timed_run(
+            stack,
+            BackfillConfig(symbols=synthetic_symbols(small), timeframes=timeframes, full=True),
+            timeout,
+        )
     ceiling_s = noop_chord(stack, synthetic_symbols(symbols), timeframes, timeout)
     ceiling = n_series / ceiling_s
     log(f"ceiling: {n_series} no-op tasks in {ceiling_s:.2f}s = {ceiling:.1f}/s")
     stack.sim.reset()
-    with RssSampler(pids) as rss_big:
-        big = timed_run(stack, BackfillConfig(symbols=synthetic_symbols(symbols),
-                                              timeframes=timeframes, full=True), timeout)
+    cpu = CpuMeter(
+        {
+            "workers": pids,
+            "sim": [stack.sim.pid],
+            "redis": [stack.redis_server.proc.pid],
+            "dispatcher": [os.getpid()],
+        },
+        alone=("dispatcher",),  # the bench process: its children are the others
+    )
+    profiler = contextlib.nullcontext()
+    if profile_dir:
+        from bench.profile import Profiler
+
+        profiler = Profiler(
+            Path(profile_dir),
+            {"sim": stack.sim.pid, **{f"worker{i + 1}": p for i, p in enumerate(pids)}},
+        )
+    with RssSampler(pids) as rss_big, cpu, profiler:
+        big = timed_run(
+            stack,
+            BackfillConfig(symbols=synthetic_symbols(symbols), timeframes=timeframes, full=True),
+            timeout,
+        )
     end_s = big.summary["opened_at"] - big.t0  # callback's clock, like the no-op's
     per_s = n_series / end_s
     stats = stack.sim.stats()
@@ -182,7 +241,14 @@ def scale(stack: Stack, spec: WorkerSpec, symbols: int, small: int,
         "rss_peak_large_mb": round(rss_big.peak / 2**20, 1),
         "rss_growth_pct": round((rss_big.peak - rss_small.peak) / rss_small.peak * 100, 2),
         "scale_workers": spec.describe(),
+        "scale_cpu_s": cpu.used,
     }
+    if profile_dir:
+        import json
+
+        summary = profiler.summaries()
+        (Path(profile_dir) / "summary.json").write_text(json.dumps(summary, indent=1))
+        out["profile"] = str(Path(profile_dir) / "summary.json")
     log(f"scale: {out}")
     stack.stop_workers()
     return out

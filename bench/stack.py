@@ -62,8 +62,12 @@ class Stack:
         self.redis = redis.Redis.from_url(self.redis_url)
         self.key_file = self.workdir / "cdp_api_key.json"
         write_key_file(self.key_file, "ec")
-        self.sim = SimProcess(port=0, seed=self.seed, key_files=[str(self.key_file)],
-                              synthetic_products=self.synthetic_products)
+        self.sim = SimProcess(
+            port=0,
+            seed=self.seed,
+            key_files=[str(self.key_file)],
+            synthetic_products=self.synthetic_products,
+        )
         self._stack.callback(self.sim.stop)
         self._stack.callback(self.stop_workers)
         return self
@@ -102,8 +106,11 @@ class Stack:
             extra += ["--prefetch-multiplier", str(spec.prefetch)]
         for i in range(spec.nodes):
             w = WorkerProcess(
-                env, name=f"bench{self._fleet_no}-{i + 1}@%h", concurrency=spec.concurrency,
-                pool=spec.pool, log_path=self.workdir / f"worker{self._fleet_no}-{i + 1}.log",
+                env,
+                name=f"bench{self._fleet_no}-{i + 1}@%h",
+                concurrency=spec.concurrency,
+                pool=spec.pool,
+                log_path=self.workdir / f"worker{self._fleet_no}-{i + 1}.log",
                 extra_args=extra,
             )
             w.start()
@@ -157,3 +164,40 @@ class RssSampler:
         self._stop.set()
         self._thread.join()
         self.peak = max(self.peak, tree_rss(self.pids))
+
+
+class CpuMeter:
+    """CPU seconds (user + system) each group of process trees used while inside."""
+
+    def __init__(self, groups: dict[str, list[int]], alone: tuple[str, ...] = ()) -> None:
+        self.groups = groups
+        self.alone = alone  # groups measured without their children
+        self.used: dict[str, float] = {}
+        self._start: dict[str, float] = {}
+
+    @staticmethod
+    def _cpu(pids: list[int], children: bool = True) -> float:
+        import psutil
+
+        total = 0.0
+        for pid in pids:
+            try:
+                p = psutil.Process(pid)
+                procs = [p, *p.children(recursive=True)] if children else [p]
+            except psutil.NoSuchProcess:
+                continue
+            for q in procs:
+                with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                    t = q.cpu_times()
+                    total += t.user + t.system
+        return total
+
+    def __enter__(self) -> CpuMeter:
+        self._start = {k: self._cpu(v, k not in self.alone) for k, v in self.groups.items()}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.used = {
+            k: round(self._cpu(v, k not in self.alone) - self._start[k], 2)
+            for k, v in self.groups.items()
+        }

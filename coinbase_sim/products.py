@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import cached_property
 
 VOLUME_DECIMALS = 8
 
@@ -28,7 +29,10 @@ LIQUIDITY: dict[str, tuple[float, float, float, float, float, float]] = {
 
 @dataclass(frozen=True)
 class Product:
-    """One tradable pair and the parameters that shape its synthetic history."""
+    """One tradable pair and the parameters that shape its synthetic history.
+
+    The derived figures are cached per instance (computed once, not per rendered candle).
+    """
 
     product_id: str
     price: Decimal  # long-run price level the walk reverts to
@@ -37,29 +41,29 @@ class Product:
     daily_usd_volume: float  # typical traded quote volume per day
     liquidity: str = "high"
 
-    @property
+    @cached_property
     def tick_decimals(self) -> int:
         """Number of decimals needed to print a multiple of the tick exactly."""
         exponent = self.tick.normalize().as_tuple().exponent
         return max(0, -int(exponent))
 
-    @property
+    @cached_property
     def tick_units(self) -> int:
         """The tick as an integer count of 10**-tick_decimals."""
         return int(self.tick.scaleb(self.tick_decimals))
 
-    @property
+    @cached_property
     def base_ticks(self) -> int:
         """Long-run price level expressed in ticks."""
         return max(1, int(self.price / self.tick))
 
-    @property
+    @cached_property
     def daily_volume_units(self) -> int:
         """Typical daily base volume in 1e-8 units."""
         base = self.daily_usd_volume / float(self.price)
         return int(base * 10**VOLUME_DECIMALS)
 
-    @property
+    @cached_property
     def presence(self) -> tuple[float, float, float, float, float, float]:
         """Per-level presence probabilities (see LIQUIDITY)."""
         return LIQUIDITY[self.liquidity]
@@ -150,8 +154,13 @@ def synthetic_products(count: int) -> tuple[Product, ...]:
     for i in range(1, count + 1):
         price, tick = shapes[i % len(shapes)]
         out.append(
-            _p(f"{SYNTHETIC_PREFIX}{i:04d}-USD", price, tick, 0.04 + (i % 5) * 0.005,
-               2e7 + (i % 7) * 5e6)
+            _p(
+                f"{SYNTHETIC_PREFIX}{i:04d}-USD",
+                price,
+                tick,
+                0.04 + (i % 5) * 0.005,
+                2e7 + (i % 7) * 5e6,
+            )
         )
     return tuple(out)
 
