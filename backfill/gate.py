@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
@@ -103,17 +104,28 @@ class GateError(BackfillError):
 
 
 def wait_ready(
-    client: redis.Redis, run_id: str | None = None, timeout: float = 600.0
+    client: redis.Redis,
+    run_id: str | None = None,
+    timeout: float = 600.0,
+    *,
+    on_wake: Callable[[str], None] | None = None,
+    channels: tuple[str, ...] = (),
 ) -> GateResult:
-    """Block until the run's gate opens or `timeout` passes (the latest run if none given)."""
+    """Block until the run's gate opens or `timeout` passes (the latest run if none given).
+
+    Blocks on pub/sub (the gate channel and any `channels`), re-reading the gate at least
+    once a second; `on_wake(run_id)` runs at every wake-up (progress reporting).
+    """
     deadline = time.monotonic() + timeout
     pubsub = client.pubsub(ignore_subscribe_messages=True)
-    pubsub.subscribe(GATE_CHANNEL)
+    pubsub.subscribe(GATE_CHANNEL, *channels)
     try:
         run_id = run_id or RunStore(client).latest()
         if run_id is None:
             raise GateError("no backfill run found: dispatch one first")
         while True:
+            if on_wake is not None:
+                on_wake(run_id)
             summary = read_gate(client, run_id)
             if summary is not None:
                 return GateResult(run_id, summary)

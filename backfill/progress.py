@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import redis
 
-from backfill.gate import GATE_CHANNEL, GateResult, read_gate
+from backfill.gate import GateResult, wait_ready
 from backfill.logs import log_event
 from backfill.run import PROGRESS_CHANNEL, RunStore
 
@@ -56,40 +56,33 @@ def watch(
     Progress is logged at most every `every_s` seconds (and on completion; never when
     None); the wait blocks on pub/sub, so a quiet run costs no Redis traffic.
     """
-    deadline = time.monotonic() + timeout
-    pubsub = client.pubsub(ignore_subscribe_messages=True)
-    pubsub.subscribe(GATE_CHANNEL, PROGRESS_CHANNEL.format(run_id=run_id))
-    last_log, last_completed = 0.0, -1
-    try:
-        while True:
-            p = snapshot(client, run_id)
-            if on_progress and p.completed != last_completed:
-                on_progress(p)
-            if every_s is not None and p.completed != last_completed and (
-                time.monotonic() - last_log >= every_s or p.completed == p.total
-            ):
-                log_event(
-                    log,
-                    "backfill_progress",
-                    run_id=run_id,
-                    completed=p.completed,
-                    total=p.total,
-                    percent=p.percent,
-                    elapsed_s=round(p.elapsed_s, 1),
-                    eta_s=p.eta_s,
-                    errors=p.errors,
-                )
-                last_log = time.monotonic()
-            last_completed = p.completed
-            summary = read_gate(client, run_id)
-            if summary is not None:
-                return GateResult(run_id, summary)
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return GateResult(run_id, None)
-            pubsub.get_message(timeout=min(remaining, 0.5))
-    finally:
-        pubsub.close()
+    last = {"log": 0.0, "completed": -1}
+
+    def report(_: str) -> None:
+        p = snapshot(client, run_id)
+        if p.completed == last["completed"]:
+            return
+        if on_progress:
+            on_progress(p)
+        if every_s is not None and (
+            time.monotonic() - last["log"] >= every_s or p.completed == p.total
+        ):
+            log_event(
+                log,
+                "backfill_progress",
+                run_id=run_id,
+                completed=p.completed,
+                total=p.total,
+                percent=p.percent,
+                elapsed_s=round(p.elapsed_s, 1),
+                eta_s=p.eta_s,
+                errors=p.errors,
+            )
+            last["log"] = time.monotonic()
+        last["completed"] = p.completed
+
+    channel = PROGRESS_CHANNEL.format(run_id=run_id)
+    return wait_ready(client, run_id, timeout, on_wake=report, channels=(channel,))
 
 
 def watch_with_bar(client: redis.Redis, run_id: str, timeout: float) -> GateResult:

@@ -10,22 +10,13 @@ import sys
 
 import psutil
 import pytest
+from helpers import cli
 
 from backfill.dispatch import dispatch
 from backfill.gate import wait_ready
 from backfill.settings import BackfillConfig
 
 CONFIG = BackfillConfig(symbols=("BTC-USD", "ETH-USD", "GHOST-USD"), timeframes=("5m", "1h"))
-
-
-def cli(*args: str, env: dict | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "backfill", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=timeout,
-    )
 
 
 @pytest.fixture

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 
 import pytest
-from helpers import assert_matches_truth, cached, wait_until
+from helpers import assert_matches_truth, cached, cli, wait_until
 
 from backfill.dispatch import dispatch
 from backfill.gate import wait_ready
@@ -16,18 +14,6 @@ from backfill.series import Series
 from backfill.settings import BackfillConfig
 
 SYMBOLS = ("BTC-USD", "ETH-USD", "SOL-USD", "DOGE-USD")
-
-
-def cli(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    import os
-
-    return subprocess.run(
-        [sys.executable, "-m", "backfill", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=timeout,
-    )
 
 
 def test_full_run_matches_exchange_and_gate_opens_once(rclient, redis_url, sim, start_workers):
