@@ -48,25 +48,15 @@ def sim_session(key_file: Path):
     from coinbase_sim.process import SimProcess
 
     with SimProcess(port=0, seed=7, key_files=[str(key_file)]) as sim:
+        fixed = {"seed", "key_files", "synthetic_products"}
+        sim.defaults = {k: v for k, v in sim.config().items() if k not in fixed}
         yield sim
 
 
 @pytest.fixture
 def sim(sim_session):
-    """The session's simulator with default settings and zeroed stats."""
-    sim_session.configure(
-        latency_ms=[0, 0],
-        p429=0.0,
-        p500=0.0,
-        p503=0.0,
-        ptimeout=0.0,
-        ptruncated=0.0,
-        pnonjson=0.0,
-        four_hour=True,
-        cap=300,
-        rate_limits=True,
-        clock_offset_s=0,
-    )
+    """The session's simulator with its start-up settings and zeroed stats."""
+    sim_session.configure(**sim_session.defaults)
     sim_session.reset()
     return sim_session
 
