@@ -11,6 +11,8 @@ import json
 import sys
 from dataclasses import replace
 
+from pydantic import ValidationError
+
 from backfill.errors import BackfillError
 from backfill.settings import load_settings
 
@@ -212,7 +214,13 @@ def main(argv: list[str] | None = None) -> int:
     except BackfillError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except ValueError as e:  # settings validation (pydantic) and the like
+    except ValidationError as e:  # a setting from the environment or .env
+        for err in e.errors():
+            name = str(err["loc"][0]).upper() if err["loc"] else "setting"
+            msg = err["msg"].removeprefix("Value error, ")
+            print(f"error: {msg}" if name in msg else f"error: {name}: {msg}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

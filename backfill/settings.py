@@ -6,7 +6,7 @@ what one run needs, with the original TypeScript service's defaults.
 
 from __future__ import annotations
 
-import json
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -113,6 +113,16 @@ class Settings(BaseSettings):
         """`VAR=` in an env file or compose means 'not set', not an empty path or key."""
         return None if isinstance(v, str) and not v.strip() else v
 
+    @field_validator("backfill_worker_rate_limit")
+    @classmethod
+    def _rate_limit(cls, v: str) -> str:
+        v = v.strip()
+        if v and not re.fullmatch(r"\d+(\.\d+)?(/[smh])?", v):
+            raise ValueError(
+                f"BACKFILL_WORKER_RATE_LIMIT {v!r} must look like 5/s, 300/m or 100/h (or be empty)"
+            )
+        return v
+
     @field_validator("backfill_request_cap")
     @classmethod
     def _cap(cls, v: int) -> int:
@@ -170,10 +180,6 @@ def redact_url(url: str) -> str:
         netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
         return urlunsplit(parts._replace(netloc=netloc))
     return url
-
-
-def dumps(obj: object) -> str:
-    return json.dumps(obj, separators=(",", ":"), sort_keys=False)
 
 
 __all__ = [

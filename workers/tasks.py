@@ -122,7 +122,7 @@ def retry_countdown(retries: int, error: BackfillError) -> float:
 @app.task(
     bind=True,
     name="backfill.series",
-    rate_limit=_settings.backfill_worker_rate_limit,
+    rate_limit=_settings.backfill_worker_rate_limit or None,
     max_retries=_settings.backfill_max_retries,
     acks_late=True,
 )
