@@ -4,7 +4,9 @@
 - tail: the cache is behind: fetch from its newest bucket (one bucket of overlap) to now.
 - cold: fetch the newest `candle_count` buckets, and further back while gaps (no trades)
   leave fewer than `candle_count` closed candles.
-- derived: the exchange rejects FOUR_HOUR: build 4h from 1h (remembered for the run).
+
+Where the exchange rejects FOUR_HOUR, 4h is derived from 1h (and the rejection remembered
+for the run, so later 4h series go straight to 1h); the outcome says `derived`.
 """
 
 from __future__ import annotations
