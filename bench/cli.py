@@ -92,6 +92,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale-workers", default="2xthreadsx8", help="scale fleet, same format")
     p.add_argument("--scale-symbols", type=int, default=500)
     p.add_argument(
+        "--patch",
+        default="",
+        help="experiment: comma list of bench/patches.py patches applied in the workers",
+    )
+    p.add_argument(
+        "--tracemalloc",
+        action="store_true",
+        help="investigation: tracemalloc in the scale workers, growth per allocating line",
+    )
+    p.add_argument(
         "--profile",
         metavar="DIR",
         help="py-spy the simulator and workers during the 2,500-series run into DIR",
@@ -114,11 +124,16 @@ def main(argv: list[str] | None = None) -> int:
         scale_symbols, small = args.scale_symbols, 20
     spec = parse_spec(args.workers, args.rate_limit, args.prefetch)
     scale_spec = parse_spec(args.scale_workers, "", args.prefetch)
+    if args.patch:
+        for s in (spec, scale_spec):
+            s.extra_args += ["--include", "bench.patches"]
+            s.env["BENCH_PATCHES"] = args.patch
     result: dict = {
         "smoke": args.smoke,
         "budget": args.budget,
         "workers": spec.describe(),
         "machine": machine(),
+        **({"patches": args.patch} if args.patch else {}),
     }
     t_start = time.monotonic()
     try:
@@ -132,7 +147,12 @@ def main(argv: list[str] | None = None) -> int:
             if "scale" not in skip:
                 result.update(
                     scenarios.scale(
-                        stack, scale_spec, scale_symbols, small, profile_dir=args.profile
+                        stack,
+                        scale_spec,
+                        scale_symbols,
+                        small,
+                        profile_dir=args.profile,
+                        tracemalloc=args.tracemalloc,
                     )
                 )
             result["logs"] = str(stack.workdir)

@@ -177,12 +177,33 @@ def scale(
     timeframes: tuple[str, ...] = TIMEFRAME_PRIORITY,
     timeout: float = 600,
     profile_dir: str | None = None,
+    tracemalloc: bool = False,
 ) -> dict:
     """(4) the whole pipeline with latency and limits off, next to a no-op chord's ceiling."""
     stack.flush()
     stack.sim.configure(**LIFTED_SIM)
+    if tracemalloc:
+        spec.extra_args += ["--include", "bench.memtrace"]
     stack.start_workers(spec, fleet_rate=LIFTED_RATE, include_noop=True)
     pids = [w.pid for w in stack.workers]
+    mem: dict[str, list] = {}
+
+    def mem_snapshot(label: str) -> None:
+        if tracemalloc:
+            import json
+
+            # bench.memtrace's keys (importing it here would trace this process too)
+            stack.redis.set("bench:mem:request", label)
+            deadline = time.monotonic() + 60
+            got: dict = {}
+            while len(got) < len(pids) and time.monotonic() < deadline:
+                for pid in pids:
+                    raw = stack.redis.get(f"bench:mem:{pid}:{label}")
+                    if raw:
+                        got[pid] = json.loads(raw)
+                time.sleep(0.2)
+            mem[label] = got
+
     n_series = symbols * len(timeframes)
     # A real exchange has its history stored; the simulator builds each product's
     # 30-year daily walk on first touch (~10 ms of CPU per product, on the same 2 cores).
@@ -192,12 +213,14 @@ def scale(
         stack.sim.truth(sym, "ONE_DAY", now - 3 * 86400, now)
     log(f"scale: {n_series} series, {spec.describe()}, budget lifted")
     # warm-up and RSS at the small size: `small` symbols (small x 5 series)
+    mem_snapshot("start")
     with RssSampler(pids) as rss_small:
         small_run = timed_run(
             stack,
             BackfillConfig(symbols=synthetic_symbols(small), timeframes=timeframes, full=True),
             timeout,
         )
+    mem_snapshot("small")
     ceiling_s = noop_chord(stack, synthetic_symbols(symbols), timeframes, timeout)
     ceiling = n_series / ceiling_s
     log(f"ceiling: {n_series} no-op tasks in {ceiling_s:.2f}s = {ceiling:.1f}/s")
@@ -225,6 +248,7 @@ def scale(
             BackfillConfig(symbols=synthetic_symbols(symbols), timeframes=timeframes, full=True),
             timeout,
         )
+    mem_snapshot("large")
     end_s = big.summary["opened_at"] - big.t0  # callback's clock, like the no-op's
     per_s = n_series / end_s
     stats = stack.sim.stats()
@@ -243,6 +267,8 @@ def scale(
         "scale_workers": spec.describe(),
         "scale_cpu_s": cpu.used,
     }
+    if mem:
+        out["memtrace"] = mem
     if profile_dir:
         import json
 

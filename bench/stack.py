@@ -30,6 +30,7 @@ class WorkerSpec:
     rate_limit: str = ""  # BACKFILL_WORKER_RATE_LIMIT; "" = no Celery rate limit
     prefetch: int | None = None  # --prefetch-multiplier override (None: celeryconfig's 1)
     extra_args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
 
     def describe(self) -> str:
         rl = self.rate_limit or "none"
@@ -98,10 +99,16 @@ class Stack:
 
         self.stop_workers()
         self._fleet_no += 1
-        env = self.worker_env(fleet_rate, spec.rate_limit)
-        extra = list(spec.extra_args)
-        if include_noop:
-            extra += ["--include", "bench.noop"]
+        env = {**self.worker_env(fleet_rate, spec.rate_limit), **spec.env}
+        extra, includes = [], ["bench.noop"] if include_noop else []
+        args = iter(spec.extra_args)
+        for a in args:  # celery takes one --include (comma list): the last one would win
+            if a in ("-I", "--include"):
+                includes += next(args).split(",")
+            else:
+                extra.append(a)
+        if includes:
+            extra += ["--include", ",".join(includes)]
         if spec.prefetch is not None:
             extra += ["--prefetch-multiplier", str(spec.prefetch)]
         for i in range(spec.nodes):
