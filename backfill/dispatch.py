@@ -70,11 +70,12 @@ def dispatch(
     task), though only the workers use it: it never travels in a message.
     """
     from backfill.app import app as default_app
+    from workers.budget import budget_name, hold_back
     from workers.tasks import abort, backfill_series, finish
 
     app = app or default_app
     settings = settings or load_settings()
-    settings.credentials()
+    creds = settings.credentials()
     series = plan(config)
     config = config.validated()
     url = redis_url or app.conf.broker_url
@@ -99,11 +100,14 @@ def dispatch(
     )
     runs.record(run_id, *(o.to_dict() for o in fresh.values()))
     stale = [s for s in series if s.name not in fresh]
+    first_tf = series[0].timeframe.name  # the indicator service needs it first
+    first = [s for s in stale if s.timeframe.name == first_tf]
+    hold_back(client, budget_name(creds.name if creds else None), len(first))
     options = config.task_options()
     header = group(
-        backfill_series.si(run_id, s.symbol, s.timeframe.name, options).set(
-            queue=queue_for(s.timeframe.name)
-        )
+        backfill_series.si(
+            run_id, s.symbol, s.timeframe.name, {**options, "first": s.timeframe.name == first_tf}
+        ).set(queue=queue_for(s.timeframe.name))
         for s in stale
     )
     callback = finish.s(run_id).set(queue="backfill.control")

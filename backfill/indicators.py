@@ -110,6 +110,7 @@ def print_indicators(console: Console, rows: list[dict]) -> None:
     table = Table(title="MACD-V (12/26/26/9) from the cache")
     for col in ("symbol", "timeframe", "MACD-V", "signal", "stage", "candles"):
         table.add_column(col, justify="right" if col in ("MACD-V", "signal", "candles") else "left")
+
     def fmt(v: float | None) -> str:
         return "-" if v is None else f"{v:.2f}"
 

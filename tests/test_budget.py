@@ -1,5 +1,6 @@
 """The fleet budget (GCRA in Redis) against a real redis-server, shared by threads and processes."""
 
+import itertools
 import multiprocessing as mp
 import threading
 import time
@@ -8,8 +9,7 @@ import pytest
 import redis
 from helpers import wait_until
 
-from backfill.errors import BudgetTimeout
-from workers.budget import FleetBudget, budget_name
+from workers.budget import FleetBudget
 
 
 def max_in_any_second(ts: list[float]) -> int:
@@ -86,32 +86,38 @@ def test_throttle_slows_everyone_then_recovers(rclient):
     assert b.factor == 1.0
 
 
-def test_idle_fleet_sends_a_full_second_at_once(rclient):
+def test_idle_fleet_sends_a_full_second_in_half_a_second(rclient):
     b = FleetBudget(rclient, "burst", 25.0)
-    t0 = time.monotonic()
-    for _ in range(25):
+    stamps = []
+    for _ in range(26):
         b.acquire()
-    assert time.monotonic() - t0 < 0.5
-    b.acquire()
-    assert time.monotonic() - t0 >= 1.0
+        stamps.append(time.monotonic())
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
+    assert stamps[24] - stamps[0] < 0.75  # 25 sends within the first ~0.5 s
+    assert min(gaps[:24]) >= 0.018  # ... spread at least 1/(2*rate) apart
+    assert stamps[25] - stamps[0] >= 1.0  # the 26th waits for the window
 
 
-def test_reset_time_pauses_the_fleet(rclient):
-    b = FleetBudget(rclient, "reset", 100.0)
-    b.throttled(0.5)
+def test_first_timeframe_slots_are_held_back(rclient):
+    from workers.budget import hold_back
+
+    others = FleetBudget(rclient, "reserve", 10.0)
+    hold_back(rclient, "reserve", 4)
     t0 = time.monotonic()
-    b.acquire()
-    assert time.monotonic() - t0 >= 0.45
+    stamps = []
+    for _ in range(7):
+        others.acquire()
+        stamps.append(time.monotonic() - t0)
+    assert stamps[5] < 0.5 and stamps[6] >= 1.0  # 6 of 10 slots: 4 are held back
 
-
-def test_deadline_raises_without_reserving(rclient):
-    b = FleetBudget(rclient, "slow", 1.0, max_wait_s=0.5)
-    b.acquire()
-    with pytest.raises(BudgetTimeout, match="slow"):
-        b.acquire()
-
-
-def test_budget_names_hide_key_names():
-    assert budget_name(None) == "public"
-    n = budget_name("organizations/x/apiKeys/y")
-    assert n.startswith("key:") and "organizations" not in n
+    first = FleetBudget(rclient, "reserve2", 10.0)
+    others = FleetBudget(rclient, "reserve2", 10.0)
+    hold_back(rclient, "reserve2", 4)
+    t0 = time.monotonic()
+    for _ in range(6):
+        others.acquire()
+    with first.first_in_line():
+        for _ in range(4):
+            first.acquire()
+    assert time.monotonic() - t0 < 0.9  # the held-back slots were there for the first
+    assert rclient.get("backfill:budget:reserve2:reserve") == b"0"

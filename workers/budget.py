@@ -8,7 +8,13 @@ The budget guarantees what the exchange counts: never more than `rate` sends in 
 window of one second (plus `GUARD_S`). Unlike an evenly spaced GCRA it lets an idle
 fleet send a whole second's worth at once, so the first 5m series (the first `rate`
 requests of a run) are ready after one round trip instead of after a second of pacing.
-Sustained throughput is `rate / (1 + GUARD_S)`.
+Sustained throughput is `rate / (1 + GUARD_S)`. Sends are still at least half the mean
+interval apart, so that a burst reaches the exchange as it was sent (a busy server counts
+a burst late, pushing its tail into the next second).
+
+The run's first timeframe (5m) comes first here too: the dispatcher holds back as many
+slots as it enqueued first-timeframe series, and other requests cannot take them; each
+first-timeframe request releases one.
 
 After a 429 the whole fleet's rate is halved (down to 1/8) and recovers linearly
 (10 % of full rate per second); a reset time sent with the 429 pauses every worker until
@@ -18,7 +24,10 @@ then.
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import resources
 
 import redis
@@ -61,8 +70,9 @@ class FleetBudget:
         # Below 1/s the window stretches (0.5/s: one send per 2 s); above, whole sends per s.
         self.window_us = max(1.0, 1.0 / rate) * (1.0 + guard_s) * 1e6
         self.limit = max(1.0, rate)
-        prefix = f"backfill:budget:{name}"
-        self._keys = [f"{prefix}:sends", f"{prefix}:slow", f"{prefix}:paused"]
+        self.min_gap_us = 1e6 / (2 * rate)
+        self._keys = budget_keys(name)
+        self._local = threading.local()
         self._acquire = client.register_script(_lua("budget.lua"))
         self._throttle = client.register_script(_lua("throttle.lua"))
         self._sleep = sleep
@@ -73,7 +83,14 @@ class FleetBudget:
         """Block this task (only) until its slot; raise `BudgetTimeout` past `max_wait_s`."""
         wait_us, reserved, factor = self._acquire(
             keys=self._keys,
-            args=[self.limit, self.window_us, self.max_wait_s * 1e6, RECOVERY_PER_S],
+            args=[
+                self.limit,
+                self.window_us,
+                self.max_wait_s * 1e6,
+                RECOVERY_PER_S,
+                self.min_gap_us,
+                int(getattr(self._local, "first", False)),
+            ],
         )
         self.factor = factor / 1000
         if not reserved:
@@ -85,6 +102,15 @@ class FleetBudget:
             self.waited_s += wait_us / 1e6
             self._sleep(wait_us / 1e6)
 
+    @contextmanager
+    def first_in_line(self, first: bool = True) -> Iterator[None]:
+        """Requests made inside belong to the run's first timeframe (this thread only)."""
+        self._local.first = first
+        try:
+            yield
+        finally:
+            self._local.first = False
+
     def throttled(self, reset_after: float | None) -> None:
         """A 429 arrived anyway: slow the whole fleet down."""
         reset_us = max(0.0, float(reset_after or 0)) * 1e6
@@ -94,6 +120,20 @@ class FleetBudget:
     def recently_throttled(self) -> bool:
         """True while the fleet is still recovering from a 429."""
         return bool(self.redis.exists(self._keys[1]))
+
+
+def budget_keys(name: str) -> list[str]:
+    prefix = f"backfill:budget:{name}"
+    return [f"{prefix}:sends", f"{prefix}:slow", f"{prefix}:paused", f"{prefix}:reserve"]
+
+
+def hold_back(client: redis.Redis, name: str, slots: int, ttl_s: float = 30.0) -> None:
+    """Keep `slots` sends for the first timeframe's series of a run being dispatched."""
+    key = budget_keys(name)[3]
+    if slots > 0:
+        client.set(key, slots, px=int(ttl_s * 1000))
+    else:
+        client.delete(key)
 
 
 def _lua(name: str) -> str:

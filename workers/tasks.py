@@ -142,13 +142,14 @@ def backfill_series(
     try:
         if res.config_error is not None:
             raise res.config_error
-        outcome = fill_series(
-            series,
-            res.client,
-            res.cache(options["user_id"], options["exchange_id"]),
-            opts,
-            RunFourHourMemory(res.runs, run_id),
-        )
+        with res.budget.first_in_line(options.get("first", False)):
+            outcome = fill_series(
+                series,
+                res.client,
+                res.cache(options["user_id"], options["exchange_id"]),
+                opts,
+                RunFourHourMemory(res.runs, run_id),
+            )
     except AuthError as e:
         # Under load Coinbase has answered 401 where it meant 429: retry once.
         if not auth_retried and res.budget.recently_throttled():

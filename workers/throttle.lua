@@ -1,5 +1,5 @@
 -- A 429 reached a worker: halve the fleet's rate for everyone, and honour a reset time.
--- KEYS[1] reservations zset, KEYS[2] slow key, KEYS[3] pause key
+-- KEYS[1] reservations zset, KEYS[2] slow key, KEYS[3] pause key (KEYS[4] unused)
 -- ARGV[1] recovery per second, ARGV[2] lowest factor, ARGV[3] reset_after (us, 0 if none)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
