@@ -74,9 +74,16 @@ class RunStore:
         pipe.publish(PROGRESS_CHANNEL.format(run_id=run_id), str(len(outcomes)))
         pipe.execute()
 
-    def outcomes(self, run_id: str) -> dict[str, dict]:
-        raw = self.redis.hgetall(self.key(run_id, "outcomes"))
-        return {k.decode(): json.loads(v) for k, v in raw.items()}
+    def outcomes(self, run_id: str, series: list[str] | None = None) -> dict[str, dict]:
+        """Outcomes recorded so far (only those of `series`, if given)."""
+        key = self.key(run_id, "outcomes")
+        if series is None:
+            raw = self.redis.hgetall(key)
+            return {k.decode(): json.loads(v) for k, v in raw.items()}
+        if not series:
+            return {}
+        values = self.redis.hmget(key, series)
+        return {name: json.loads(v) for name, v in zip(series, values, strict=True) if v}
 
     def completed(self, run_id: str) -> int:
         return int(self.redis.hlen(self.key(run_id, "outcomes")))

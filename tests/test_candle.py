@@ -134,3 +134,20 @@ def test_member_is_contract_json():
         '{"timestamp":1712192400000,"open":65100.2,"high":65210.0,"low":65000.1,'
         '"close":65180.9,"volume":12.3456,"symbol":"BTC-USD","timeframe":"1h"}'
     )
+
+
+@given(
+    st.integers(1, 10**7),
+    st.lists(st.floats(min_value=1e-12, max_value=1e12, allow_nan=False), min_size=5, max_size=5),
+)
+def test_member_equals_json_dumps(bucket, values):
+    import json
+
+    o, h, low, c, v = values
+    candle = Candle(bucket * 300, o, h, low, c, v)
+    want = json.dumps(
+        {"timestamp": bucket * 300_000, "open": o, "high": h, "low": low, "close": c, "volume": v,
+         "symbol": "BTC-USD", "timeframe": "5m"},
+        separators=(",", ":"),
+    )
+    assert candle.member("BTC-USD", "5m") == want

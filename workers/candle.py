@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -45,19 +44,15 @@ class Candle:
         return None
 
     def member(self, symbol: str, timeframe: str) -> str:
-        """The cache contract's member: compact JSON, keys in the contract's order."""
-        return json.dumps(
-            {
-                "timestamp": self.timestamp_ms,
-                "open": self.open,
-                "high": self.high,
-                "low": self.low,
-                "close": self.close,
-                "volume": self.volume,
-                "symbol": symbol,
-                "timeframe": timeframe,
-            },
-            separators=(",", ":"),
+        """The cache contract's member: compact JSON, keys in the contract's order.
+
+        Formatted directly (floats as `repr`, which is what `json.dumps` writes for finite
+        floats; symbol and timeframe are validated names): this runs for every candle.
+        """
+        return (
+            f'{{"timestamp":{self.start * 1000},"open":{self.open!r},"high":{self.high!r},'
+            f'"low":{self.low!r},"close":{self.close!r},"volume":{self.volume!r},'
+            f'"symbol":"{symbol}","timeframe":"{timeframe}"}}'
         )
 
 

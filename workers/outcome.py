@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 
 @dataclass
@@ -24,10 +24,10 @@ class Outcome:
     reason: str | None = None  # why not ready: error class, or too few candles
     elapsed_s: float = 0.0
     finished_at: float = 0.0  # UNIX time the task finished (orders a run's tasks)
-    extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Unset (None) fields left out: the chord callback receives every outcome at once."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
     @classmethod
     def from_dict(cls, d: dict) -> Outcome:

@@ -229,7 +229,9 @@ def finish(outcomes: list[dict], run_id: str) -> dict:
     res.broker.incr(RunStore.key(run_id, "callbacks"))
     meta = res.runs.meta(run_id) or {}
     # Series the dispatcher found fresh have no task: their outcomes are in the run store.
-    merged = {**res.runs.outcomes(run_id), **{o["series"]: o for o in outcomes}}
+    merged = {o["series"]: o for o in outcomes}
+    missing = [name for name in meta.get("series", []) if name not in merged]
+    merged.update(res.runs.outcomes(run_id, missing))
     summary = summarize(run_id, list(merged.values()), started_at=meta.get("started_at"))
     open_gate(res.broker, summary)
     log_event(
