@@ -38,4 +38,4 @@ HEALTHCHECK --interval=30s --timeout=15s --start-period=30s --retries=3 \
 # 5m, 15m, 1h, 4h, 1d, then the rarer timeframes). Keep in step with celeryconfig.QUEUE_ORDER.
 CMD ["celery", "-A", "backfill", "worker", \
      "-Q", "backfill.control,backfill.5m,backfill.15m,backfill.1h,backfill.4h,backfill.1d,backfill.1m,backfill.30m,backfill.2h,backfill.6h", \
-     "-c", "4", "-l", "INFO"]
+     "-c", "1", "-l", "INFO"]

@@ -23,7 +23,7 @@ from backfill.settings import BackfillConfig, Settings
 class StackOptions:
     simulate: bool = True
     workers: int = 2
-    concurrency: int = 4
+    concurrency: int = 1  # see README: a rate-limited node runs best with one process
     keep: bool = False
     json_out: bool = False
     timeout: float = 600.0

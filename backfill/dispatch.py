@@ -21,6 +21,7 @@ from backfill.run import RunStore, new_run_id
 from backfill.series import Series
 from backfill.settings import BackfillConfig, Settings, load_settings, redact_url
 from backfill.timeframe import parse_timeframes
+from celeryconfig import CONTROL_QUEUE
 
 log = logging.getLogger("backfill.dispatch")
 
@@ -76,8 +77,8 @@ def dispatch(
     app = app or default_app
     settings = settings or load_settings()
     creds = settings.credentials()
-    series = plan(config)
     config = config.validated()
+    series = plan(config)
     url = redis_url or app.conf.broker_url
     client = check_redis(url)
     cache_url = settings.cache_redis_url or url
@@ -110,8 +111,8 @@ def dispatch(
         ).set(queue=queue_for(s.timeframe.name))
         for s in stale
     )
-    callback = finish.s(run_id).set(queue="backfill.control")
-    callback.link_error(abort.s(run_id).set(queue="backfill.control"))
+    callback = finish.s(run_id).set(queue=CONTROL_QUEUE)
+    callback.link_error(abort.s(run_id).set(queue=CONTROL_QUEUE))
     log_event(
         log,
         "backfill_start",

@@ -119,7 +119,8 @@ def test_worker_queue_order_matches_celeryconfig(services):
         "backfill.4h",
         "backfill.1d",
     ]
-    assert args[args.index("-c") + 1] == "4"
+    # one process per rate-limited node (README, "The request budget")
+    assert args[args.index("-c") + 1] == "1"
 
 
 def test_dockerfile_default_command_is_the_same_worker(services):
