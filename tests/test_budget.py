@@ -8,7 +8,8 @@ import pytest
 import redis
 from helpers import wait_until
 
-from workers.budget import FleetBudget
+from backfill.errors import BudgetTimeout
+from workers.budget import FleetBudget, budget_name
 
 
 def max_in_any_second(ts: list[float]) -> int:
@@ -119,3 +120,24 @@ def test_first_timeframe_slots_are_held_back(rclient):
             first.acquire()
     assert time.monotonic() - t0 < 0.9  # the held-back slots were there for the first
     assert rclient.get("backfill:budget:reserve2:reserve") == b"0"
+
+
+def test_reset_time_pauses_the_fleet(rclient):
+    b = FleetBudget(rclient, "reset", 100.0)
+    b.throttled(0.5)
+    t0 = time.monotonic()
+    b.acquire()
+    assert time.monotonic() - t0 >= 0.45
+
+
+def test_deadline_raises_without_reserving(rclient):
+    b = FleetBudget(rclient, "slow", 1.0, max_wait_s=0.5)
+    b.acquire()
+    with pytest.raises(BudgetTimeout, match="slow"):
+        b.acquire()
+
+
+def test_budget_names_hide_key_names():
+    assert budget_name(None) == "public"
+    n = budget_name("organizations/x/apiKeys/y")
+    assert n.startswith("key:") and "organizations" not in n
