@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sys
 import tempfile
 import time
@@ -50,7 +49,8 @@ def run_stack(settings: Settings, config: BackfillConfig, opts: StackOptions) ->
     stack = contextlib.ExitStack()
     keep = opts.keep
     try:
-        redis_url = os.environ.get("REDIS_URL")
+        # REDIS_URL from the environment or .env; otherwise an embedded server of our own
+        redis_url = settings.redis_url if "redis_url" in settings.model_fields_set else None
         if not redis_url:
             server = EmbeddedRedis(data_dir=workdir / "redis").start()
             if not keep:
@@ -67,8 +67,7 @@ def run_stack(settings: Settings, config: BackfillConfig, opts: StackOptions) ->
 
             key_file = workdir / "cdp_api_key.json"
             write_key_file(key_file, "ec")
-            sim = SimProcess(port=0, key_files=[str(key_file)], **opts.sim_args)
-            sim.__enter__()
+            sim = SimProcess(port=0, key_files=[str(key_file)], **opts.sim_args)  # started
             if not keep:
                 stack.callback(sim.stop)
             console.print(f"[dim]Coinbase simulator at {sim.url}[/dim]")
