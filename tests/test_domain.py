@@ -101,3 +101,19 @@ def test_plan_is_priority_ordered_one_task_per_series():
         "ETH-USD:1d",
         "BTC-USD:1d",
     ]
+
+
+def test_settings_read_dotenv_and_environment(tmp_path, monkeypatch):
+    from backfill.settings import Settings
+
+    monkeypatch.chdir(tmp_path)
+    for var in ("BACKFILL_CANDLE_COUNT", "BACKFILL_TIMEFRAMES", "COINBASE_API_KEY_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    (tmp_path / ".env").write_text(
+        "BACKFILL_CANDLE_COUNT=120\nBACKFILL_TIMEFRAMES=5m,1h\nCOINBASE_API_KEY_FILE=\n"
+    )
+    s = Settings()
+    assert s.backfill_candle_count == 120 and s.coinbase_api_key_file is None
+    assert s.backfill_config().timeframes == ("5m", "1h") and s.fleet_rate() == 8.0
+    monkeypatch.setenv("BACKFILL_CANDLE_COUNT", "200")  # the environment wins over .env
+    assert Settings().backfill_candle_count == 200

@@ -151,3 +151,50 @@ def test_demo_runs_everything_and_leaves_nothing_running():
         )
     ]
     assert not leftovers, leftovers
+
+
+def test_terminal_gets_a_progress_bar_and_readable_lines(redis_url, sim, start_workers):
+    """On a terminal `dispatch --wait` draws a bar and logs plain text, not JSON."""
+    import pty
+    import time
+
+    start_workers(1)
+    controller, terminal = pty.openpty()
+    env = {**os.environ, "REDIS_URL": redis_url, "COLUMNS": "120"}
+    env.pop("BACKFILL_LOG_JSON", None)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "backfill",
+            "dispatch",
+            "--symbols",
+            "BTC-USD,ETH-USD",
+            "--timeframes",
+            "5m",
+            "--wait",
+            "--timeout",
+            "60",
+        ],
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        env=env,
+        close_fds=True,
+    )
+    os.close(terminal)
+    out = b""
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # the process closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(controller)
+    assert proc.wait(30) == 0
+    text = out.decode(errors="replace")
+    assert "━" in text and "2/2" in text  # the bar, complete
+    assert "backfill_start run_id=" in text and '{"ts"' not in text  # readable log lines

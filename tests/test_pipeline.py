@@ -130,6 +130,31 @@ def test_bad_input_enqueues_nothing(rclient, redis_url, args, needle):
     assert rclient.dbsize() == 0  # nothing enqueued, nothing written
 
 
+@pytest.mark.parametrize(
+    "key_env",
+    [
+        {
+            "COINBASE_API_KEY_NAME": "organizations/x/apiKeys/y",
+            "COINBASE_API_PRIVATE_KEY": (
+                "-----BEGIN EC PRIVATE KEY-----\\nMHcCAQEEIBogusBogusBogus\\n"
+                "-----END EC PRIVATE KEY-----"
+            ),
+        },
+        {
+            "COINBASE_API_KEY_NAME": "organizations/x/apiKeys/y",
+            "COINBASE_API_PRIVATE_KEY": "c2VjcmV0LXNlY3JldC1zZWNyZXQ=",
+        },
+        {"COINBASE_API_KEY_FILE": "/nonexistent/cdp_api_key.json"},
+    ],
+)
+def test_corrupt_key_enqueues_nothing_and_hides_the_key(rclient, redis_url, key_env):
+    r = cli("dispatch", "--symbols", "BTC-USD", env={"REDIS_URL": redis_url, **key_env})
+    assert r.returncode == 2 and r.stderr.count("error:") == 1, r.stderr
+    assert "key" in r.stderr.lower()
+    assert "Bogus" not in r.stderr and "c2VjcmV0" not in r.stderr
+    assert rclient.dbsize() == 0
+
+
 def test_unreachable_redis_is_one_clear_error():
     r = cli("dispatch", "--symbols", "BTC-USD", env={"REDIS_URL": "redis://127.0.0.1:1/0"})
     assert r.returncode == 2 and "cannot reach Redis at redis://127.0.0.1:1/0" in r.stderr
