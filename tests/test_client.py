@@ -162,3 +162,12 @@ def test_sdk_style_https_host_is_signed_as_api_coinbase_com(key_file):
     client = CoinbaseClient("https://api.coinbase.com", read_key_file(key_file))
     assert client._signed_host == "api.coinbase.com"
     assert isinstance(client.session, requests.Session)
+
+
+def test_newest_keeps_only_the_newest_candles_of_one_page(sim, client):
+    end = H1.last_closed_start(time.time())
+    full = client.get_candles("BTC-USD", H1, end - 298 * 3600, end)
+    newest = client.get_candles("BTC-USD", H1, end - 298 * 3600, end, newest=101)
+    assert newest == full[-101:]  # the newest, not the first 101 of a newest-first page
+    many = client.get_candles("BTC-USD", H1, end - 599 * 3600, end, newest=10)
+    assert len(many) == 600  # more than one page: everything, `newest` does not apply

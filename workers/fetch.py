@@ -146,7 +146,9 @@ def _fetch_newest(
     end = tf.floor(int(now))  # the in-progress bucket, fetched and dropped
     span = max(n, client.cap - 1)
     start = end - span * tf.seconds
-    closed = [c for c in _fetch(series, client, start, now, four_hour, out) if c.closed]
+    # n + 1 newest: n closed ones even if the newest is still in progress
+    first_page = _fetch(series, client, start, now, four_hour, out, newest=n + 1)
+    closed = [c for c in first_page if c.closed]
     for _ in range(MAX_LOOKBACK_PAGES):
         if len(closed) >= n:
             break
@@ -158,13 +160,19 @@ def _fetch_newest(
 
 
 def _fetch(
-    series: Series, client: CoinbaseClient, start: int, end: float, four_hour, out: Outcome
+    series: Series,
+    client: CoinbaseClient,
+    start: int,
+    end: float,
+    four_hour,
+    out: Outcome,
+    newest: int | None = None,
 ) -> list[Candle]:
     tf = series.timeframe
     if tf.name == "4h" and four_hour is not None and four_hour.rejected():
         return _derive_4h(series, client, start, end, out)
     try:
-        return client.get_candles(series.symbol, tf, start, int(end))
+        return client.get_candles(series.symbol, tf, start, int(end), newest=newest)
     except BadRequest as e:
         if tf.name != "4h" or not is_granularity_rejection(e):
             raise

@@ -92,12 +92,19 @@ class CoinbaseClient:
         return f"CoinbaseClient({self.base_url!r}, {self.credentials!r}, cap={self.cap})"
 
     def get_candles(
-        self, product_id: str, timeframe: Timeframe, start: int, end: int
+        self,
+        product_id: str,
+        timeframe: Timeframe,
+        start: int,
+        end: int,
+        *,
+        newest: int | None = None,
     ) -> list[Candle]:
         """Every bucket whose start lies in [start, end], oldest first, one per bucket.
 
         Pages hold at most `cap` buckets of span and overlap by one bucket, so the result
-        is the same whether the exchange treats `end` as inclusive or exclusive.
+        is the same whether the exchange treats `end` as inclusive or exclusive. With
+        `newest`, a one-page span keeps (and parses) only its newest `newest` candles.
         """
         validate_product_id(product_id)
         g = timeframe.seconds
@@ -108,14 +115,27 @@ class CoinbaseClient:
         page_start = first
         while True:
             page_end = min(last, page_start + (self.cap - 1) * g)
-            pages.append(self.get_page(product_id, timeframe, page_start, page_end))
+            one_page = page_start == first and page_end >= last
+            pages.append(
+                self.get_page(
+                    product_id, timeframe, page_start, page_end, newest=newest if one_page else None
+                )
+            )
             if page_end >= last:
                 break
             page_start = page_end
         return [c for c in merge(*pages) if first <= c.start <= last]
 
-    def get_page(self, product_id: str, timeframe: Timeframe, start: int, end: int) -> list[Candle]:
-        """One request: at most `cap` buckets of span."""
+    def get_page(
+        self,
+        product_id: str,
+        timeframe: Timeframe,
+        start: int,
+        end: int,
+        *,
+        newest: int | None = None,
+    ) -> list[Candle]:
+        """One request: at most `cap` buckets of span (only the `newest` candles parsed)."""
         validate_product_id(product_id)
         if (end - start) // timeframe.seconds >= self.cap:
             raise ValueError(f"span {start}..{end} exceeds {self.cap} {timeframe.name} buckets")
@@ -153,6 +173,10 @@ class CoinbaseClient:
                 f"{kind} body instead of candles JSON ({type(e).__name__})", status=200, **where
             ) from None
         try:
+            if newest is not None and len(raw) > newest:
+                # Coinbase sends newest first; sorting makes that a fact, not an assumption
+                # (the original backfill kept the oldest 100 of a newest-first page).
+                raw = sorted(raw, key=_start_of, reverse=True)[:newest]
             return [parse_candle(c, timeframe, server_time) for c in raw]
         except ExchangeError as e:
             raise TransientError(str(e).split(": ", 1)[-1], status=200, **where) from None
@@ -182,6 +206,13 @@ class CoinbaseClient:
         if status == 400:
             return BadRequest(f"bad request ({detail})", detail=detail, status=status, **where)
         return TransientError(f"exchange error ({text[:80]!r})", status=status, **where)
+
+
+def _start_of(raw: object) -> int:
+    try:
+        return int(str(raw["start"]))  # type: ignore[index]
+    except (KeyError, TypeError, ValueError):
+        raise TransientError(f"malformed candle {raw!r}") from None
 
 
 def _float(value: str | None) -> float | None:
