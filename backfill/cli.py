@@ -14,6 +14,7 @@ from dataclasses import replace
 from pydantic import ValidationError
 
 from backfill.errors import BackfillError
+from backfill.names import split_names
 from backfill.settings import load_settings
 
 EXIT_BAD_INPUT = 2
@@ -22,13 +23,9 @@ EXIT_BAD_INPUT = 2
 def _config(args, settings):
     config = settings.backfill_config()
     if getattr(args, "symbols", None) is not None:
-        config = replace(
-            config, symbols=tuple(s.strip() for s in args.symbols.split(",") if s.strip())
-        )
+        config = replace(config, symbols=tuple(split_names(args.symbols)))
     if getattr(args, "timeframes", None) is not None:
-        config = replace(
-            config, timeframes=tuple(t.strip() for t in args.timeframes.split(",") if t.strip())
-        )
+        config = replace(config, timeframes=tuple(split_names(args.timeframes)))
     if getattr(args, "candle_count", None) is not None:
         config = replace(config, candle_count=args.candle_count)
     if getattr(args, "full", False):

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 
 from backfill.errors import InvalidInput
+from backfill.names import split_names
 from backfill.timeframe import Timeframe, timeframe
 
 _PRODUCT_ID = re.compile(r"[A-Z0-9]{1,20}-[A-Z0-9]{1,20}")
@@ -23,7 +24,7 @@ def validate_product_id(product_id: object) -> str:
 
 def parse_symbols(symbols: list[str] | str) -> list[str]:
     if isinstance(symbols, str):
-        symbols = [s.strip() for s in symbols.split(",") if s.strip()]
+        symbols = split_names(symbols)
     if not symbols:
         raise InvalidInput("no symbols given: the symbol list is empty")
     return list(dict.fromkeys(validate_product_id(s) for s in symbols))

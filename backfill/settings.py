@@ -14,6 +14,7 @@ from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from backfill.errors import InvalidInput
+from backfill.names import split_names
 from backfill.series import parse_symbols
 from backfill.timeframe import TIMEFRAME_PRIORITY, parse_timeframes
 
@@ -158,8 +159,8 @@ class Settings(BaseSettings):
 
     def backfill_config(self) -> BackfillConfig:
         return BackfillConfig(
-            symbols=tuple(s.strip() for s in self.backfill_symbols.split(",") if s.strip()),
-            timeframes=tuple(t.strip() for t in self.backfill_timeframes.split(",") if t.strip()),
+            symbols=tuple(split_names(self.backfill_symbols)),
+            timeframes=tuple(split_names(self.backfill_timeframes)),
             candle_count=self.backfill_candle_count,
             min_candles=self.backfill_min_candles,
             user_id=self.backfill_user_id,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from backfill.errors import InvalidInput
+from backfill.names import split_names
 
 
 @dataclass(frozen=True, order=False)
@@ -67,7 +68,7 @@ def priority_key(name: str) -> tuple[int, int]:
 def parse_timeframes(names: list[str] | str) -> list[Timeframe]:
     """Validate, de-duplicate and order timeframes by priority."""
     if isinstance(names, str):
-        names = [n for n in (p.strip() for p in names.split(",")) if n]
+        names = split_names(names)
     if not names:
         raise InvalidInput("no timeframes given")
     unique = list(dict.fromkeys(names))

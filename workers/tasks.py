@@ -86,15 +86,20 @@ class WorkerResources:
             timeout=(min(3.05, timeout), timeout),
         )
         self.cache_redis = cache_redis
+        self._caches: dict[tuple[int, int], CandleCache] = {}
         self._pid = os.getpid()
 
     def cache(self, user_id: int, exchange_id: int) -> CandleCache:
-        return CandleCache(
-            self.cache_redis,
-            user_id=user_id,
-            exchange_id=exchange_id,
-            ttl_s=self.settings.backfill_cache_ttl_s,
-        )
+        """One writer (and its registered Lua script) per cache namespace, not per task."""
+        key = (user_id, exchange_id)
+        if key not in self._caches:
+            self._caches[key] = CandleCache(
+                self.cache_redis,
+                user_id=user_id,
+                exchange_id=exchange_id,
+                ttl_s=self.settings.backfill_cache_ttl_s,
+            )
+        return self._caches[key]
 
 
 resources = WorkerResources(_settings)
