@@ -1,6 +1,9 @@
-# syntax=docker/dockerfile:1
-# One image for every role: worker (default CMD), flower, dispatch, indicator, sim.
+# One image for every role: worker (default CMD), beat, flower, dispatch, indicator, sim.
 # Build: docker compose build   (or: docker build -t candle-backfill .)
+# No `# syntax=` line on purpose: BuildKit would fetch a frontend image from a registry
+# for it, and an offline or mirrored build would fail there. The built-in frontend is
+# enough; the only images this build needs are the base image below (and redis:7 to run).
+# Operator's guide: README.md, section "Operations".
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -12,6 +15,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # Only what the package needs (see .dockerignore): no .env, no key files, no tests.
 WORKDIR /src
 COPY pyproject.toml README.md celeryconfig.py ./
+COPY core/ core/
 COPY backfill/ backfill/
 COPY workers/ workers/
 COPY coinbase_sim/ coinbase_sim/
@@ -19,7 +23,7 @@ RUN pip install . && rm -rf build ./*.egg-info
 
 # Run as an unprivileged user from its own (empty) home: the installed package is what
 # runs, and no stray .env in the working directory is picked up by the settings loader.
-# UID 10001: a mounted key file must be readable by it (see docs/operations.md).
+# UID 10001: a mounted key file must be readable by it (README.md, "Operations", "With a key").
 RUN groupadd --system --gid 10001 backfill \
     && useradd --system --uid 10001 --gid backfill --create-home --home-dir /home/backfill \
        --shell /usr/sbin/nologin backfill
@@ -37,5 +41,5 @@ HEALTHCHECK --interval=30s --timeout=15s --start-period=30s --retries=3 \
 # Default role: a worker consuming every queue in priority order (control first, then
 # 5m, 15m, 1h, 4h, 1d, then the rarer timeframes). Keep in step with celeryconfig.QUEUE_ORDER.
 CMD ["celery", "-A", "backfill", "worker", \
-     "-Q", "backfill.control,backfill.5m,backfill.15m,backfill.1h,backfill.4h,backfill.1d,backfill.1m,backfill.30m,backfill.2h,backfill.6h", \
+     "-Q", "backfill.control,backfill.live.5m,backfill.live.15m,backfill.live.1h,backfill.live.4h,backfill.live.1d,backfill.live.1m,backfill.live.30m,backfill.live.2h,backfill.live.6h,backfill.5m,backfill.15m,backfill.1h,backfill.4h,backfill.1d,backfill.1m,backfill.30m,backfill.2h,backfill.6h", \
      "-c", "1", "-l", "INFO"]

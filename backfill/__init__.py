@@ -4,8 +4,8 @@ The names of the original TypeScript service are kept for people porting from it
 """
 
 from backfill.app import app
-from backfill.settings import DEFAULT_BACKFILL_CONFIG, BackfillConfig
-from backfill.timeframe import TIMEFRAME_PRIORITY
+from core.config import DEFAULT_BACKFILL_CONFIG, BackfillConfig
+from core.timeframe import TIMEFRAME_PRIORITY
 
 __all__ = [
     "DEFAULT_BACKFILL_CONFIG",

@@ -1,19 +1,20 @@
-"""The Celery app: `celery -A backfill worker` / `celery -A backfill flower` find it here."""
+"""The Celery app: `celery -A backfill worker|beat|flower` find it here."""
 
 import logging
 
 from celery import Celery
 from celery.signals import setup_logging
 
-app = Celery("backfill", include=["workers.tasks"])
+# The data plane's tasks by module name (never imported here), and the keeper's fan-out.
+app = Celery("backfill", include=["workers.tasks", "backfill.keeper"])
 app.config_from_object("celeryconfig")
 
 
 @setup_logging.connect
 def _configure_logging(loglevel: int | str | None = None, **_: object) -> None:
     """Workers log like the CLI: JSON lines off a terminal (or with BACKFILL_LOG_JSON=1)."""
-    from backfill.logs import configure
-    from backfill.settings import load_settings
+    from core.logs import configure
+    from core.settings import load_settings
 
     level = loglevel if loglevel is not None else logging.INFO
     configure(load_settings().backfill_log_json, level=level)

@@ -13,9 +13,9 @@ from dataclasses import replace
 
 from pydantic import ValidationError
 
-from backfill.errors import BackfillError
-from backfill.names import split_names
-from backfill.settings import load_settings
+from core.errors import BackfillError
+from core.settings import load_settings
+from core.text import split_names
 
 EXIT_BAD_INPUT = 2
 
@@ -77,9 +77,22 @@ def _report_gate(result, as_json: bool) -> int:
 
 
 def cmd_status(args, settings) -> int:
+    from backfill.freshness import freshness, prometheus
     from backfill.status import print_status
 
-    return print_status(_client(settings), args.run, as_json=args.json)
+    client = _client(settings)
+    cache = client if settings.cache_url == settings.redis_url else _cache_client(settings)
+    fresh = freshness(cache, client, settings.backfill_config().validated(), settings)
+    if args.prometheus:
+        sys.stdout.write(prometheus(fresh))
+        return 0
+    return print_status(client, args.run, as_json=args.json, fresh=fresh)
+
+
+def _cache_client(settings):
+    from backfill.dispatch import check_redis
+
+    return check_redis(settings.cache_url)
 
 
 def cmd_indicators(args, settings) -> int:
@@ -87,7 +100,7 @@ def cmd_indicators(args, settings) -> int:
 
     from backfill.gate import wait_ready
     from backfill.indicators import indicator_rows, print_indicators
-    from backfill.run import RunStore
+    from core.run import RunStore
 
     client = _client(settings)
     result = wait_ready(client, args.run, args.timeout)
@@ -121,6 +134,7 @@ def cmd_demo(args, settings, simulate: bool = True) -> int:
         keep=args.keep,
         json_out=args.json,
         timeout=args.timeout,
+        keep_fresh=args.keep_fresh,
     )
     return run_stack(settings, config, opts)
 
@@ -165,9 +179,14 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--json", action="store_true")
     w.set_defaults(func=cmd_wait_ready)
 
-    s = sub.add_parser("status", help="a run's progress, failures and gate, from Redis")
+    s = sub.add_parser(
+        "status", help="the last run's progress, failures and gate; the cache's freshness"
+    )
     s.add_argument("--run", help="run id (default: the latest)")
     s.add_argument("--json", action="store_true")
+    s.add_argument(
+        "--prometheus", action="store_true", help="freshness as Prometheus text (textfile)"
+    )
     s.set_defaults(func=cmd_status)
 
     i = sub.add_parser("indicators", help="wait for the gate, read the cache, compute MACD-V")
@@ -184,6 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
         run_args(sp)
         sp.add_argument("--workers", type=int, default=2)
         sp.add_argument("--keep", action="store_true", help="leave Redis and the simulator up")
+        sp.add_argument(
+            "--keep-fresh",
+            action="store_true",
+            help="after the gate, keep the cache fresh at every bucket close (beat) until Ctrl-C",
+        )
         sp.set_defaults(func=lambda a, st, _s=simulate: cmd_demo(a, st, simulate=_s))
 
     h = sub.add_parser("health", help="ping the workers (for orchestrators)")
@@ -202,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return sim_main(argv[1:])
     args = build_parser().parse_args(argv)
-    from backfill.logs import configure
+    from core.logs import configure
 
     try:
         settings = load_settings()

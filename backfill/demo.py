@@ -15,7 +15,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from backfill.settings import BackfillConfig, Settings
+from core.config import BackfillConfig
+from core.settings import Settings
 
 
 @dataclass
@@ -24,6 +25,7 @@ class StackOptions:
     workers: int = 2
     concurrency: int = 1  # see README: a rate-limited node runs best with one process
     keep: bool = False
+    keep_fresh: bool = False  # after the gate, run beat and refresh at every close until stopped
     json_out: bool = False
     timeout: float = 600.0
     sim_args: dict = field(default_factory=dict)
@@ -59,7 +61,8 @@ def run_stack(settings: Settings, config: BackfillConfig, opts: StackOptions) ->
             console.print(f"[dim]embedded Redis at {redis_url}[/dim]")
         use_redis(redis_url)
         client = check_redis(redis_url)
-        env = {"REDIS_URL": redis_url, **opts.worker_env}
+        # the run's series for the keeper too (its fan-out reads them in the workers)
+        env = {"REDIS_URL": redis_url, **config_env(config), **opts.worker_env}
         sim = None
         if opts.simulate:
             from coinbase_sim.keys import write_key_file
@@ -113,24 +116,64 @@ def run_stack(settings: Settings, config: BackfillConfig, opts: StackOptions) ->
         }
         if opts.json_out:
             sys.stdout.write(json.dumps(record) + "\n")
+            sys.stdout.flush()
+        if opts.keep_fresh and result.summary is not None:
+            keep_fresh(console, env, workdir, client, config, settings, stack)
         return result.exit_code
     finally:
         stack.close()
 
 
-def preflight(settings: Settings, config: BackfillConfig) -> None:
-    """One request before starting anything: a wrong key or no route to the exchange is one
-    clear error now, not every task retrying for minutes."""
-    from backfill.errors import BackfillError, ExchangeError
-    from backfill.timeframe import timeframe
-    from workers.coinbase.client import CoinbaseClient
+def config_env(config: BackfillConfig) -> dict[str, str]:
+    """The run's settings as the environment of the processes we start."""
+    return {
+        "BACKFILL_SYMBOLS": ",".join(config.symbols),
+        "BACKFILL_TIMEFRAMES": ",".join(config.timeframes),
+        "BACKFILL_CANDLE_COUNT": str(config.candle_count),
+        "BACKFILL_MIN_CANDLES": str(config.min_candles),
+        "BACKFILL_USER_ID": str(config.user_id),
+        "BACKFILL_EXCHANGE_ID": str(config.exchange_id),
+    }
 
-    client = CoinbaseClient(settings.coinbase_api_base_url, settings.credentials(), timeout=(5, 10))
-    day = timeframe("1d")
-    start = day.last_closed_start(time.time())
-    try:
-        client.get_page(config.symbols[0], day, start, start)
-    except ExchangeError as e:
+
+def keep_fresh(console, env, workdir, client, config, settings, stack) -> None:
+    """Start beat next to the workers and report freshness each minute until SIGINT/SIGTERM."""
+    import signal
+    import threading
+
+    from backfill.freshness import freshness
+    from backfill.local import BeatProcess
+    from backfill.status import print_freshness
+
+    beat = BeatProcess(env, log_path=workdir / "beat.log").start()
+    stack.callback(beat.stop)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    console.print("[bold]keeping the cache fresh at every bucket close[/bold] (Ctrl-C to stop)")
+    while not stop.wait(60.0):  # a report each minute; the wait itself ends on a signal
+        print_freshness(freshness(client, client, config, settings))
+        if beat.proc is not None and beat.proc.poll() is not None:
+            console.print(f"[red]beat exited ({beat.proc.returncode}); see {workdir}/beat.log")
+            return
+
+
+def preflight(settings: Settings, config: BackfillConfig) -> None:
+    """One request before starting anything (`workers.preflight`, run as a process with
+    this environment): a wrong key or no route is one clear error now."""
+    import subprocess
+
+    from core.errors import BackfillError
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "workers.preflight", config.symbols[0]],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if proc.returncode != 0:
         raise BackfillError(
-            f"the exchange at {settings.coinbase_api_base_url} cannot be used: {e}"
-        ) from None
+            proc.stderr.strip().splitlines()[-1]
+            if proc.stderr.strip()
+            else f"preflight failed (exit {proc.returncode})"
+        )

@@ -1,44 +1,29 @@
-"""Plan a run (one task per series, in priority order) and enqueue it as one chord.
+"""Dispatch a run: plan it, record it, enqueue it as one chord (by task name).
 
-Everything is validated before anything is enqueued: a bad timeframe, product id or
-count, or an unreachable Redis, raises `InvalidInput`/`BrokerUnavailable` and leaves
-the broker untouched.
+The control plane never imports the workers' code: it sends `backfill.series` messages
+into the timeframe's queue and names `backfill.finish` as the chord callback.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 
 import redis
-from celery import chord, group
+from celery import Celery, chord, group
 from celery.result import AsyncResult
 
-from backfill.errors import BackfillError
-from backfill.logs import log_event
-from backfill.run import RunStore, new_run_id
-from backfill.series import Series
-from backfill.settings import BackfillConfig, Settings, load_settings, redact_url
-from backfill.timeframe import parse_timeframes
-from celeryconfig import CONTROL_QUEUE
+from backfill.plan import Plan, plan_run
+from core import keys
+from core.config import BackfillConfig
+from core.credentials import budget_name
+from core.errors import BrokerUnavailable
+from core.logs import log_event
+from core.run import RunStore, new_run_id
+from core.settings import Settings, load_settings, redact_url
 
 log = logging.getLogger("backfill.dispatch")
-
-
-class BrokerUnavailable(BackfillError):
-    """Raised when Redis cannot be reached: nothing was enqueued."""
-
-
-def queue_for(timeframe: str) -> str:
-    return f"backfill.{timeframe}"
-
-
-def plan(config: BackfillConfig) -> list[Series]:
-    """Every series of the run, all of the first timeframe first (5m, 15m, 1h, 4h, 1d, ...)."""
-    config = config.validated()
-    timeframes = parse_timeframes(list(config.timeframes))
-    return [Series.of(s, tf.name) for tf in timeframes for s in config.symbols]
+HOLD_BACK_TTL_S = 30.0
 
 
 @dataclass
@@ -58,94 +43,101 @@ def check_redis(url: str) -> redis.Redis:
     return client
 
 
+def record(runs: RunStore, p: Plan) -> str:
+    """Create the run's record (with the fresh series' outcomes); returns its id."""
+    run_id = new_run_id()
+    c = p.config
+    runs.create(
+        run_id,
+        [s.name for s in p.series],
+        {
+            "symbols": list(c.symbols),
+            "timeframes": list(c.timeframes),
+            "candle_count": c.candle_count,
+            "min_candles": c.min_candles,
+            "user_id": c.user_id,
+            "exchange_id": c.exchange_id,
+            "full": c.full,
+        },
+    )
+    runs.record(run_id, *p.fresh.values())
+    return run_id
+
+
+def hold_back(client: redis.Redis, budget: str, slots: int) -> None:
+    """Keep `slots` more budget sends for requests first in line (the run's first
+    timeframe, the refreshes at a bucket close); other requests leave them free."""
+    if slots <= 0:
+        return
+    key = keys.budget(budget)[3]
+    pipe = client.pipeline()
+    pipe.incrby(key, slots)
+    pipe.pexpire(key, int(HOLD_BACK_TTL_S * 1000))
+    pipe.execute()
+
+
+def enqueue(app: Celery, run_id: str, p: Plan) -> AsyncResult:
+    """One chord: a series task per stale series in its timeframe's queue, then the callback."""
+    options = p.config.task_options()
+    first_tf = p.first_timeframe
+    header = group(
+        app.signature(
+            keys.SERIES_TASK,
+            args=(
+                run_id,
+                s.symbol,
+                s.timeframe.name,
+                {**options, "first": s.timeframe.name == first_tf},
+            ),
+            queue=keys.queue(s.timeframe.name),
+            immutable=True,
+        )
+        for s in p.stale
+    )
+    callback = app.signature(keys.FINISH_TASK, args=(run_id,), queue=keys.CONTROL_QUEUE)
+    callback.link_error(app.signature(keys.ABORT_TASK, args=(run_id,), queue=keys.CONTROL_QUEUE))
+    try:
+        if p.stale:
+            return chord(header, app=app)(callback)
+        return callback.clone(args=([],)).apply_async()
+    except Exception as e:  # kombu raises its own connection errors
+        raise BrokerUnavailable(f"enqueueing run {run_id} failed: {e}") from None
+
+
 def dispatch(
     config: BackfillConfig,
     *,
-    app=None,
+    app: Celery | None = None,
     redis_url: str | None = None,
     settings: Settings | None = None,
 ) -> Dispatched:
     """Validate, record the run, and enqueue its chord; returns the run id.
 
     The API key configured here is parsed too (a corrupt key fails now, not in every
-    task), though only the workers use it: it never travels in a message.
+    task) and names the fleet budget; it never travels in a message.
     """
-    from backfill.app import app as default_app
-    from workers.budget import budget_name, hold_back
-    from workers.tasks import abort, backfill_series, finish
-
-    app = app or default_app
+    if app is None:
+        from backfill.app import app
     settings = settings or load_settings()
     creds = settings.credentials()
     config = config.validated()
-    series = plan(config)
     url = redis_url or app.conf.broker_url
     client = check_redis(url)
     cache_url = settings.cache_redis_url or url
-    fresh = (
-        {}
-        if config.full
-        else find_fresh(check_redis(cache_url) if cache_url != url else client, series, config)
-    )
-    run_id = new_run_id()
-    runs = RunStore(client)
-    runs.create(
-        run_id,
-        [s.name for s in series],
-        {
-            "symbols": list(config.symbols),
-            "timeframes": list(config.timeframes),
-            "candle_count": config.candle_count,
-            "full": config.full,
-        },
-    )
-    runs.record(run_id, *(o.to_dict() for o in fresh.values()))
-    stale = [s for s in series if s.name not in fresh]
-    first_tf = series[0].timeframe.name  # the indicator service needs it first
-    first = [s for s in stale if s.timeframe.name == first_tf]
+    cache_client = check_redis(cache_url) if cache_url != url else client
+    p = plan_run(config, cache_client)
+    run_id = record(RunStore(client), p)
+    first = [s for s in p.stale if s.timeframe.name == p.first_timeframe]
     hold_back(client, budget_name(creds.name if creds else None), len(first))
-    options = config.task_options()
-    header = group(
-        backfill_series.si(
-            run_id, s.symbol, s.timeframe.name, {**options, "first": s.timeframe.name == first_tf}
-        ).set(queue=queue_for(s.timeframe.name))
-        for s in stale
-    )
-    callback = finish.s(run_id).set(queue=CONTROL_QUEUE)
-    callback.link_error(abort.s(run_id).set(queue=CONTROL_QUEUE))
     log_event(
         log,
         "backfill_start",
         run_id=run_id,
-        total=len(series),
-        to_fetch=len(stale),
-        fresh=len(fresh),
-        symbols=len(config.symbols),
-        timeframes=",".join(config.timeframes),
+        total=len(p.series),
+        to_fetch=len(p.stale),
+        fresh=len(p.fresh),
+        symbols=len(p.config.symbols),
+        timeframes=",".join(p.config.timeframes),
     )
-    try:
-        result = chord(header)(callback) if stale else callback.clone(args=([],)).apply_async()
-    except Exception as e:  # kombu raises its own connection errors
-        raise BrokerUnavailable(f"enqueueing run {run_id} failed: {e}") from None
-    return Dispatched(run_id, len(series), result, fresh=len(fresh))
-
-
-def find_fresh(cache_client: redis.Redis, series: list[Series], config: BackfillConfig) -> dict:
-    """Series whose cache is already current: one pipelined read, no task, no request.
-
-    The workers make the same check (a series can turn fresh or stale meanwhile); doing it
-    here first means a redeploy right after a complete run enqueues nothing but the
-    callback, so no per-worker `rate_limit` stands between it and the open gate.
-    """
-    from workers.cache import CandleCache
-    from workers.fetch import fresh_outcome, is_fresh
-
-    now = time.time()
-    cache = CandleCache(cache_client, user_id=config.user_id, exchange_id=config.exchange_id)
-    n = config.candle_count
-    states = cache.states([(s, s.timeframe.last_closed_start(now)) for s in series], n)
-    return {
-        s.name: fresh_outcome(s, st, config.min_candles)
-        for s, st in zip(series, states, strict=True)
-        if is_fresh(st, s.timeframe, now, n)
-    }
+    result = enqueue(app, run_id, p)
+    return Dispatched(run_id, len(p.series), result, fresh=len(p.fresh))

@@ -14,50 +14,20 @@ import time
 import uuid
 from pathlib import Path
 
-from celeryconfig import QUEUE_ORDER
+from core.keys import queue_order
 
 
-class WorkerProcess:
-    def __init__(
-        self,
-        env: dict[str, str],
-        *,
-        name: str | None = None,
-        concurrency: int = 2,
-        pool: str = "prefork",
-        queues: list[str] | None = None,
-        log_path: Path | None = None,
-        loglevel: str = "INFO",
-        extra_args: list[str] | None = None,
-    ) -> None:
-        self.name = name or f"w{uuid.uuid4().hex[:6]}@%h"
+class CeleryProcess:
+    """A `celery -A backfill ...` process in its own session, logging to a file."""
+
+    def __init__(self, env: dict[str, str], args: list[str], log_path: Path | None = None):
         self.env = env
-        self.args = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "backfill",
-            "worker",
-            "-n",
-            self.name,
-            "-Q",
-            ",".join(queues or QUEUE_ORDER),
-            "-c",
-            str(concurrency),
-            "-P",
-            pool,
-            "-l",
-            loglevel,
-            "--without-gossip",
-            "--without-mingle",
-            *(extra_args or []),
-        ]
+        self.args = [sys.executable, "-m", "celery", "-A", "backfill", *args]
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
         self._log = None
 
-    def start(self) -> WorkerProcess:
+    def start(self) -> CeleryProcess:
         env = {**os.environ, **self.env}
         if self.log_path:
             self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
@@ -81,7 +51,7 @@ class WorkerProcess:
             return []
 
     def kill(self) -> None:
-        """SIGKILL the whole node (main process and pool), as a crash would."""
+        """SIGKILL the whole process group (main process and pool), as a crash would."""
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
@@ -96,6 +66,46 @@ class WorkerProcess:
         if self._log:
             self._log.close()
             self._log = None
+
+
+class BeatProcess(CeleryProcess):
+    """`celery -A backfill beat`: the keeper's clock (see backfill/schedule.py)."""
+
+    def __init__(self, env: dict[str, str], *, log_path: Path | None = None) -> None:
+        super().__init__(env, ["beat", "-l", "INFO"], log_path)
+
+
+class WorkerProcess(CeleryProcess):
+    def __init__(
+        self,
+        env: dict[str, str],
+        *,
+        name: str | None = None,
+        concurrency: int = 2,
+        pool: str = "prefork",
+        queues: list[str] | None = None,
+        log_path: Path | None = None,
+        loglevel: str = "INFO",
+        extra_args: list[str] | None = None,
+    ) -> None:
+        self.name = name or f"w{uuid.uuid4().hex[:6]}@%h"
+        args = [
+            "worker",
+            "-n",
+            self.name,
+            "-Q",
+            ",".join(queues or queue_order()),
+            "-c",
+            str(concurrency),
+            "-P",
+            pool,
+            "-l",
+            loglevel,
+            "--without-gossip",
+            "--without-mingle",
+            *(extra_args or []),
+        ]
+        super().__init__(env, args, log_path)
 
 
 def wait_for_workers(app, names: int, timeout: float = 60.0) -> list[str]:

@@ -9,17 +9,33 @@ warmed up. The signal line is an EMA over the *defined* MACD-V values only: it i
 the mean of the first ``signal`` defined values, an undefined bar is skipped (the EMA state is
 carried over it, not reset) and the signal and histogram are ``None`` at that bar. In practice
 ATR only reaches 0 before the first price move, so the gap is a later start, not a hole.
+
+Missing candles are a different matter: Coinbase omits a bucket in which nothing traded, and
+the platform's indicator service does not feed the cached candles to the formulas as if they
+were consecutive. ``compute_gap_filled`` does what it does (shared/reference/macd-v.md,
+"gaps"): synthetic bars fill the missing buckets, the EMAs see them, the ATR does not, and the
+signal counts a later undefined MACD-V as 0. On a series without gaps it equals
+``macd_v_series`` exactly.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 MIN_CANDLES = 60
 """Closed candles needed before a MACD-V value is trusted (warmed up), per the reference."""
+
+READ_CANDLES = 200
+"""Members the platform reads per series: the newest 200 (`ZRANGE key -200 -1`)."""
+
+LOW_ACTIVITY = "Low trading activity"
+"""The platform's reason when the ATR never seeds (fewer than ``atr`` observed true ranges)."""
+
+NO_MOVEMENT = "No price movement"
+"""Our reason when the ATR is seeded but 0 at the last bar, so MACD-V is undefined there."""
 
 _STAGE_UNKNOWN = "unknown"
 
@@ -198,3 +214,238 @@ def first_signal_index(fast: int = 12, slow: int = 26, atr: int = 26, signal: in
     for name, n in (("fast", fast), ("slow", slow), ("atr", atr), ("signal", signal)):
         _check_period(name, n)
     return max(fast, slow, atr) - 1 + signal - 1
+
+
+# --- the platform's computation: gaps filled with synthetic bars ----------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    """One bar of the gap-filled series; a synthetic bar stands in for a bucket with no trades."""
+
+    timestamp: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    synthetic: bool = False
+
+
+@dataclass(frozen=True)
+class GapFilledMacdV:
+    """MACD-V of the last bar as the platform computes it, with the gap statistics behind it.
+
+    ``skipped``: fewer than the minimum candles, nothing computed (the platform publishes
+    nothing). ``seeded``: the ATR saw enough observed true ranges; if not, ``reason`` is
+    ``LOW_ACTIVITY``. ``gap_ratio``/``liquidity`` are ``None`` only when there are no candles.
+    """
+
+    macd_v: float | None
+    signal: float | None
+    histogram: float | None
+    stage: str
+    seeded: bool
+    reason: str | None
+    gap_ratio: float | None
+    liquidity: str | None
+    bars: int
+    synthetic: int
+    observed: int
+    candles: int
+    skipped: bool
+
+
+def _check_timeframe_ms(timeframe_ms: object) -> int:
+    if isinstance(timeframe_ms, bool) or not isinstance(timeframe_ms, int) or timeframe_ms < 1:
+        raise ValueError(f"timeframe_ms must be a positive integer, got {timeframe_ms!r}")
+    return timeframe_ms
+
+
+def fill_gaps(candles: Sequence[Mapping[str, Any]], timeframe_ms: int) -> list[Bar]:
+    """The candles with every missing bucket between two of them filled by a synthetic bar.
+
+    A synthetic bar is flat at the previous candle's close with volume 0; nothing is added
+    before the first candle or after the last. Candles must be oldest first, strictly
+    increasing and a whole number of buckets apart: anything else is a broken read, not a gap.
+    """
+    tf = _check_timeframe_ms(timeframe_ms)
+    out: list[Bar] = []
+    prev_ts: int | None = None
+    prev_close = 0.0
+    for i, c in enumerate(candles):
+        ts = c["timestamp"]
+        if isinstance(ts, bool) or not isinstance(ts, int):
+            raise ValueError(f"candles[{i}].timestamp must be an integer, got {ts!r}")
+        values = [c[k] for k in ("open", "high", "low", "close", "volume")]
+        _check_values(f"candles[{i}].ohlcv", values)
+        if prev_ts is not None:
+            step = ts - prev_ts
+            if step <= 0 or step % tf:
+                raise ValueError(
+                    f"candles[{i}].timestamp {ts} is not a whole number of {tf} ms buckets after "
+                    f"{prev_ts}: candles must be oldest first, one per bucket"
+                )
+            p = prev_close
+            out.extend(Bar(t, p, p, p, p, 0.0, True) for t in range(prev_ts + tf, ts, tf))
+        out.append(Bar(ts, *values, synthetic=False))
+        prev_ts, prev_close = ts, values[3]
+    return out
+
+
+def observed_atr(bars: Sequence[Bar], n: int = 26) -> list[float | None]:
+    """Wilder's ATR over the real bars' true ranges only; a synthetic bar carries it unchanged.
+
+    A synthetic bar has no true range (missing, not 0: a quiet bucket must not shrink the
+    volatility MACD-V is divided by). A real bar's TR uses the previous bar's close, which for a
+    synthetic bar is the last real close. Seeded with the mean of the first n observed TRs at
+    the bar of the n-th; ``None`` before.
+    """
+    _check_period("n", n)
+    out: list[float | None] = [None] * len(bars)
+    seed: list[float] = []
+    prev: float | None = None
+    prev_close: float | None = None
+    for i, b in enumerate(bars):
+        if not b.synthetic:
+            h, lo = b.high, b.low
+            if prev_close is None:
+                tr = h - lo
+            else:
+                tr = max(h - lo, abs(h - prev_close), abs(lo - prev_close))
+            if prev is None:
+                seed.append(tr)
+                if len(seed) == n:
+                    prev = math.fsum(seed) / n
+            else:
+                prev = (prev * (n - 1) + tr) / n
+        out[i] = prev
+        prev_close = b.close
+    return out
+
+
+def gap_filled_series(
+    bars: Sequence[Bar],
+    fast: int = 12,
+    slow: int = 26,
+    atr: int = 26,
+    signal: int = 9,
+    scale: float = 100.0,
+) -> tuple[list[float | None], list[float | None], list[float | None]]:
+    """MACD-V, signal and histogram per filled bar, as the platform's indicator service has them.
+
+    EMAs run over every close (synthetic included), the ATR over observed TRs only. The signal
+    starts at the first defined MACD-V and counts a later undefined one as 0 (unlike
+    ``macd_v_series``, which skips it); the histogram is defined where both are.
+    """
+    m, s, h, _ = _gap_filled(bars, fast, slow, atr, signal, scale)
+    return m, s, h
+
+
+def _gap_filled(
+    bars: Sequence[Bar], fast: int, slow: int, atr: int, signal: int, scale: float
+) -> tuple[list[float | None], list[float | None], list[float | None], list[float | None]]:
+    _check_period("fast", fast)
+    _check_period("slow", slow)
+    _check_period("signal", signal)
+    if isinstance(scale, bool) or not isinstance(scale, int | float) or not math.isfinite(scale):
+        raise ValueError(f"scale must be a finite number, got {scale!r}")
+    close = [b.close for b in bars]
+    ema_fast = _ema_skipping_none(close, fast)
+    ema_slow = _ema_skipping_none(close, slow)
+    atr_v = observed_atr(bars, atr)
+    macd_v: list[float | None] = [
+        None if f is None or s is None or a is None or a == 0 else (f - s) / a * scale
+        for f, s, a in zip(ema_fast, ema_slow, atr_v, strict=True)
+    ]
+    sig = platform_signal(macd_v, signal)
+    hist = [None if m is None or g is None else m - g for m, g in zip(macd_v, sig, strict=True)]
+    return macd_v, sig, hist, atr_v
+
+
+def platform_signal(macd_v: Sequence[float | None], n: int = 9) -> list[float | None]:
+    """The platform's signal: EMA(n) from the first defined MACD-V on, a later gap counting as 0.
+
+    Seeded with the mean of its first n inputs; ``None`` before. ``macd_v_series`` skips such a
+    gap instead; the two agree wherever MACD-V has no hole after its start.
+    """
+    _check_period("n", n)
+    first = next((i for i, m in enumerate(macd_v) if m is not None), len(macd_v))
+    inputs: list[float | None] = [None] * first
+    inputs += [0.0 if m is None else m for m in macd_v[first:]]
+    return _ema_skipping_none(inputs, n)
+
+
+def liquidity(gap_ratio: float) -> str:
+    """The platform's liquidity tier for a share of synthetic bars: high < 0.2 <= medium < 0.5."""
+    if gap_ratio < 0.2:
+        return "high"
+    if gap_ratio < 0.5:
+        return "medium"
+    return "low"
+
+
+def compute_gap_filled(
+    candles: Sequence[Mapping[str, Any]],
+    timeframe_ms: int,
+    *,
+    read: int = READ_CANDLES,
+    min_candles: int = MIN_CANDLES,
+    **params: Any,
+) -> GapFilledMacdV:
+    """MACD-V of the last bar exactly as the platform computes it from the cached members.
+
+    ``candles`` are cache members (dicts with the member keys), oldest first; only the newest
+    ``read`` are used, as the service reads no more. Fewer than ``min_candles`` of them:
+    skipped. ``params`` (fast, slow, atr, signal, scale) go to ``gap_filled_series``.
+    """
+    _check_period("read", read)
+    _check_period("min_candles", min_candles)
+    unknown = set(params) - {"fast", "slow", "atr", "signal", "scale"}
+    if unknown:
+        raise TypeError(f"unknown MACD-V parameters: {sorted(unknown)}")
+    used = candles[-read:]
+    bars = fill_gaps(used, timeframe_ms)
+    synthetic = sum(b.synthetic for b in bars)
+    observed = len(bars) - synthetic
+    ratio = synthetic / len(bars) if bars else None
+    common = {
+        "gap_ratio": ratio,
+        "liquidity": None if ratio is None else liquidity(ratio),
+        "bars": len(bars),
+        "synthetic": synthetic,
+        "observed": observed,
+        "candles": len(used),
+    }
+    if len(used) < min_candles:
+        return GapFilledMacdV(
+            None,
+            None,
+            None,
+            _STAGE_UNKNOWN,
+            seeded=False,
+            reason=f"Fewer than {min_candles} candles",
+            skipped=True,
+            **common,
+        )
+    p = {"fast": 12, "slow": 26, "atr": 26, "signal": 9, "scale": 100.0, **params}
+    m, s, h, atr_v = _gap_filled(bars, p["fast"], p["slow"], p["atr"], p["signal"], p["scale"])
+    seeded = atr_v[-1] is not None
+    if m[-1] is not None:
+        reason = None
+    elif not seeded:
+        reason = LOW_ACTIVITY
+    elif atr_v[-1] == 0:
+        reason = NO_MOVEMENT
+    else:
+        reason = f"Fewer than {max(p['fast'], p['slow'])} bars for the EMAs"
+    return GapFilledMacdV(
+        m[-1],
+        s[-1],
+        h[-1],
+        stage(m[-1], s[-1]),
+        seeded=seeded,
+        reason=reason,
+        skipped=False,
+        **common,
+    )

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 import redis
 
 from backfill.gate import GateResult, wait_ready
-from backfill.logs import log_event
-from backfill.run import PROGRESS_CHANNEL, RunStore
+from core import keys
+from core.logs import log_event
+from core.run import RunStore
 
 log = logging.getLogger("backfill.progress")
 
@@ -40,7 +41,7 @@ def snapshot(client: redis.Redis, run_id: str) -> Progress:
     runs = RunStore(client)
     meta = runs.meta(run_id) or {"total": 0, "started_at": time.time()}
     outcomes = runs.outcomes(run_id)
-    errors = sum(1 for o in outcomes.values() if o["status"] != "ok")
+    errors = sum(1 for o in outcomes.values() if o.status != "ok")
     return Progress(run_id, meta["total"], len(outcomes), errors, time.time() - meta["started_at"])
 
 
@@ -81,7 +82,7 @@ def watch(
             last["log"] = time.monotonic()
         last["completed"] = p.completed
 
-    channel = PROGRESS_CHANNEL.format(run_id=run_id)
+    channel = keys.progress_channel(run_id)
     return wait_ready(client, run_id, timeout, on_wake=report, channels=(channel,))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from backfill.timeframe import priority_key
+from core.timeframe import priority_key
 
 
 def print_summary(console: Console, summary: dict, total: int, elapsed_s: float) -> None:

@@ -10,8 +10,6 @@ round trip per task at dispatch, and subscriptions that outlive the broker in
 
 from celery.backends.redis import RedisBackend, ResultConsumer
 
-SCHEME_PREFIX = "backfill.results:GateRedisBackend+"
-
 
 class NoSubscriptionConsumer(ResultConsumer):
     def consume_from(self, task_id):
@@ -26,4 +24,5 @@ class GateRedisBackend(RedisBackend):
 
 
 def result_backend_url(redis_url: str) -> str:
-    return SCHEME_PREFIX + redis_url
+    """The `result_backend` URL that selects this backend (as `celeryconfig.py` builds it)."""
+    return "backfill.results:GateRedisBackend+" + redis_url

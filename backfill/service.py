@@ -14,11 +14,8 @@ from dataclasses import replace
 from backfill.dispatch import check_redis, dispatch
 from backfill.gate import GateResult
 from backfill.progress import watch
-from backfill.settings import DEFAULT_BACKFILL_CONFIG, BackfillConfig
-
-
-class BackfillTimeout(TimeoutError):
-    """Raised when the gate did not open in time; the run goes on in the workers."""
+from core.config import DEFAULT_BACKFILL_CONFIG, BackfillConfig
+from core.errors import BackfillTimeout
 
 
 class StartupBackfillService:

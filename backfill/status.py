@@ -7,9 +7,8 @@ from collections import defaultdict
 
 import redis
 
-from backfill.gate import read_gate
-from backfill.run import RunStore
-from backfill.timeframe import priority_key
+from core.run import RunStore
+from core.timeframe import priority_key
 
 
 def run_status(client: redis.Redis, run_id: str | None = None) -> dict:
@@ -25,29 +24,35 @@ def run_status(client: redis.Redis, run_id: str | None = None) -> dict:
     for name in meta["series"]:
         per_tf[name.rsplit(":", 1)[1]]["total"] += 1
     for o in outcomes.values():
-        per_tf[o["timeframe"]]["done"] += 1
-        per_tf[o["timeframe"]]["failed"] += o["status"] != "ok"
-    gate = read_gate(client, run_id)
+        per_tf[o.timeframe]["done"] += 1
+        per_tf[o.timeframe]["failed"] += o.status != "ok"
+    gate = runs.gate(run_id)
     return {
         "run_id": run_id,
         "total": meta["total"],
         "completed": len(outcomes),
         "timeframes": {tf: per_tf[tf] for tf in sorted(per_tf, key=priority_key)},
         "failures": [
-            {"series": o["series"], "reason": o.get("reason"), "error": o.get("error")}
+            {"series": o.series, "reason": o.reason, "error": o.error}
             for o in outcomes.values()
-            if o["status"] != "ok"
+            if o.status != "ok"
         ],
         "gate": "open" if gate else "closed",
         "gate_status": gate["status"] if gate else None,
     }
 
 
-def print_status(client: redis.Redis, run_id: str | None, as_json: bool = False) -> int:
+def print_status(
+    client: redis.Redis, run_id: str | None, as_json: bool = False, fresh: dict | None = None
+) -> int:
     st = run_status(client, run_id)
+    if fresh is not None:
+        st["freshness"] = fresh
     if as_json:
         print(json.dumps(st))
         return 0 if "error" not in st else 1
+    if fresh is not None:
+        print_freshness(fresh)
     if "error" in st:
         print(f"{st['error']}" + (f": {st['run_id']}" if st["run_id"] else ""))
         return 1
@@ -61,3 +66,19 @@ def print_status(client: redis.Redis, run_id: str | None, as_json: bool = False)
     for f in st["failures"]:
         print(f"  failed {f['series']}: {f['reason']}: {f['error']}")
     return 0
+
+
+def print_freshness(fresh: dict) -> None:
+    b = fresh["breaker"]
+    print(f"cache freshness (breaker {b['state']}, {b['failures']} recent failures):")
+    for tf, row in fresh["timeframes"].items():
+        age = "-" if row["newest_age_s"] is None else f"{row['newest_age_s']:.0f}s"
+        lag = (
+            "-"
+            if row["lag_max_s"] is None
+            else f"p50 {row['lag_p50_s']:.1f}s max {row['lag_max_s']:.1f}s"
+        )
+        print(
+            f"  {tf:>4} newest closed {age} ago, stale {row['stale']}/{row['series']}, "
+            f"last close lag {lag}"
+        )

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 
-from backfill.settings import DEFAULT_SYMBOLS
-from backfill.timeframe import TIMEFRAME_PRIORITY
 from bench.stack import WorkerSpec, log
+from core.config import DEFAULT_SYMBOLS
+from core.timeframe import TIMEFRAME_PRIORITY
 
 TARGETS = {  # key: (comparison, value)
     "ratio_to_floor": ("<=", 1.15),
@@ -24,6 +25,15 @@ TARGETS = {  # key: (comparison, value)
     "rss_growth_pct": ("<", 10.0),
     "warm_requests": ("==", 0),
     "warm_gate_s": ("<", 2.0),
+    "sim_page_ms": ("<", 50.0),
+    "worker_cpu_ratio": ("<=", 1.5),
+    "sim_cpu_share": ("<", 0.5),
+    "rss_soak_growth_pct": ("<", 3.0),
+    "boundary_responses_429": ("==", 0),
+    "large_ratio_to_floor": ("<=", 1.05),
+    "large_first_indicator_ratio": ("<=", 1.2),
+    "large_responses_429": ("==", 0),
+    "large_stale_at_gate": ("==", 0),
 }
 
 
@@ -40,7 +50,6 @@ def met(key: str, value: object) -> bool | None:
 
 
 def machine() -> dict:
-    import os
     import subprocess
 
     import celery
@@ -61,7 +70,23 @@ def machine() -> dict:
         "redis_py": redis_py.__version__,
         "celery": celery.__version__,
         "kombu": kombu.__version__,
+        "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
     }
+
+
+def sample_load(every_s: float = 5.0) -> list[float]:
+    """The 1-minute load average every few seconds (other work on the machine skews runs)."""
+    import threading
+
+    loads = [os.getloadavg()[0]]
+
+    def run() -> None:
+        while True:
+            time.sleep(every_s)
+            loads.append(os.getloadavg()[0])
+
+    threading.Thread(target=run, daemon=True).start()
+    return loads
 
 
 def parse_spec(text: str, rate_limit: str, prefetch: int | None) -> WorkerSpec:
@@ -92,11 +117,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale-workers", default="2xthreadsx8", help="scale fleet, same format")
     p.add_argument("--scale-symbols", type=int, default=500)
     p.add_argument(
-        "--patch",
-        default="",
-        help="experiment: comma list of bench/patches.py patches applied in the workers",
-    )
-    p.add_argument(
         "--tracemalloc",
         action="store_true",
         help="investigation: tracemalloc in the scale workers, growth per allocating line",
@@ -106,40 +126,81 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="py-spy the simulator and workers during the 2,500-series run into DIR",
     )
-    p.add_argument("--skip", default="", help="comma list of: startup,seed,scale")
+    p.add_argument(
+        "--max-nodes",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="scale curve: 1, 2, 4 ... nodes up to this (default: the cores)",
+    )
+    p.add_argument(
+        "--soak-runs",
+        type=int,
+        default=10,
+        help="full-size scale runs on the same workers for rss_soak_growth_pct (10; <3: off)",
+    )
+    p.add_argument(
+        "--sim-processes",
+        type=int,
+        default=min(4, os.cpu_count() or 1),
+        help="simulator serving processes (default: the cores, at most 4)",
+    )
+    p.add_argument(
+        "--large",
+        action="store_true",
+        help="also the 1,000 x 5 cold startup at the budget (~4 min; not with --smoke)",
+    )
+    p.add_argument(
+        "--skip", default="", help="comma list of: startup,boundary,seed,scale,curve,sim"
+    )
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from bench import scenarios
+    from bench.boundary import boundary
+    from bench.curve import scale_curve
+    from bench.large import large
     from bench.stack import Stack
+    from core.settings import load_settings
 
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     if args.smoke:
         symbols, timeframes = DEFAULT_SYMBOLS[:3], ("5m", "1h")
         scale_symbols, small = 20, 4
+        soak_runs, max_nodes = min(args.soak_runs, 3), min(args.max_nodes, 2)
     else:
         symbols, timeframes = DEFAULT_SYMBOLS, TIMEFRAME_PRIORITY
         scale_symbols, small = args.scale_symbols, 20
+        soak_runs, max_nodes = args.soak_runs, args.max_nodes
     spec = parse_spec(args.workers, args.rate_limit, args.prefetch)
+    # the keeper's fan-out reads the configured series from the workers' settings
+    spec.env.update(BACKFILL_SYMBOLS=",".join(symbols), BACKFILL_TIMEFRAMES=",".join(timeframes))
     scale_spec = parse_spec(args.scale_workers, "", args.prefetch)
-    if args.patch:
-        for s in (spec, scale_spec):
-            s.extra_args += ["--include", "bench.patches"]
-            s.env["BENCH_PATCHES"] = args.patch
     result: dict = {
         "smoke": args.smoke,
         "budget": args.budget,
         "workers": spec.describe(),
         "machine": machine(),
-        **({"patches": args.patch} if args.patch else {}),
     }
+    large_run = args.large and not args.smoke
+    products = max(0 if "scale" in skip else scale_symbols, 1000 if large_run else 0)
     t_start = time.monotonic()
+    if "sim" not in skip:
+        result.update(scenarios.sim_page())
+    loads = sample_load()
     try:
-        with Stack(synthetic_products=0 if "scale" in skip else scale_symbols) as stack:
+        with Stack(synthetic_products=products, sim_processes=args.sim_processes) as stack:
             if "startup" not in skip:
-                result.update(scenarios.startup(stack, spec, symbols, timeframes, args.budget))
+                result.update(
+                    scenarios.startup(
+                        stack, spec, symbols, timeframes, args.budget, keep_workers=True
+                    )
+                )
+            if "boundary" not in skip:
+                settle = load_settings().backfill_settle_s
+                result.update(boundary(stack, spec, symbols, timeframes, args.budget, settle))
+            stack.stop_workers()
             if "seed" not in skip:
                 result.update(scenarios.seed(stack, symbols, timeframes))
                 if "wall_s" in result:
@@ -153,8 +214,15 @@ def main(argv: list[str] | None = None) -> int:
                         small,
                         profile_dir=args.profile,
                         tracemalloc=args.tracemalloc,
+                        soak_runs=soak_runs,
                     )
                 )
+                if "curve" not in skip:
+                    result.update(
+                        scale_curve(stack, scale_spec, scale_symbols, small, max_nodes, result)
+                    )
+            if large_run:
+                result.update(large(stack, spec, args.budget))
             result["logs"] = str(stack.workdir)
     except Exception as e:  # the benchmark itself broke
         log(f"benchmark failed: {type(e).__name__}: {e}")
@@ -163,7 +231,11 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(result))
         return 1
     result["bench_s"] = round(time.monotonic() - t_start, 1)
+    result["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    result["load_avg_1m_max"] = round(max(loads), 2)
     result["targets_met"] = {k: met(k, result[k]) for k in TARGETS if k in result}
+    for k, v in result.pop("boundary_targets_met", {}).items():
+        result["targets_met"][f"boundary_{k}"] = v
     if args.json:
         print(json.dumps(result))
     else:
@@ -173,6 +245,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def print_table(result: dict) -> None:
     rows = [(k, v) for k, v in result.items() if k not in ("machine", "targets_met")]
+    rows += [
+        (f"target {k}", "met" if v else "MISSED")
+        for k, v in result["targets_met"].items()
+        if k not in TARGETS
+    ]
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         target = ""

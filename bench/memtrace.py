@@ -19,7 +19,7 @@ import tracemalloc
 
 import redis
 
-from backfill.settings import load_settings
+from core.settings import load_settings
 
 tracemalloc.start(25)
 _snapshots: dict[str, tracemalloc.Snapshot] = {}

@@ -13,8 +13,8 @@ import time
 import redis
 
 from backfill.app import app
-from backfill.settings import load_settings
-from workers.outcome import Outcome
+from core.outcome import Outcome
+from core.settings import load_settings
 
 _settings = load_settings()
 _client: redis.Redis | None = None

@@ -8,13 +8,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from backfill.dispatch import dispatch, queue_for
+from backfill.dispatch import dispatch
 from backfill.gate import wait_ready
-from backfill.run import RunStore
-from backfill.series import Series
-from backfill.settings import BackfillConfig
-from backfill.timeframe import TIMEFRAME_PRIORITY
 from bench.stack import CpuMeter, RssSampler, Stack, WorkerSpec, log
+from core.config import BackfillConfig
+from core.keys import queue as queue_for
+from core.run import RunStore
+from core.series import Series
+from core.timeframe import TIMEFRAME_PRIORITY
 
 REALISTIC_SIM = {
     "latency_ms": [80, 150],
@@ -31,6 +32,7 @@ REALISTIC_SIM = {
 }
 LIFTED_SIM = {**REALISTIC_SIM, "latency_ms": [0, 0], "rate_limits": False}
 LIFTED_RATE = 100000.0
+EXCHANGE_RATE = 30.0  # Coinbase's per-key limit, requests/s
 
 
 class BenchError(RuntimeError):
@@ -69,6 +71,7 @@ def startup(
     timeframes: tuple[str, ...],
     budget: float,
     timeout: float = 300,
+    keep_workers: bool = False,
 ) -> dict:
     """(1) full cold backfill on the realistic simulator, (3) first indicator, (5) warm restart."""
     stack.flush()
@@ -85,7 +88,7 @@ def startup(
     requests = int(stats["requests_total"])
     floor = requests / budget
     first_tf = timeframes[0]
-    firsts = [o["finished_at"] for o in run.outcomes.values() if o["timeframe"] == first_tf]
+    firsts = [o.finished_at for o in run.outcomes.values() if o.timeframe == first_tf]
     first_s = max(firsts) - run.t0
     first_floor = len(symbols) / budget
     out = {
@@ -96,6 +99,7 @@ def startup(
         "requests": requests,
         "floor_s": round(floor, 3),
         "ratio_to_floor": round(run.wall_s / floor, 3),
+        "ratio_to_exchange_floor": round(run.wall_s / (requests / EXCHANGE_RATE), 3),
         "responses_429": int(stats["responses_by_status"].get("429", 0)),
         "max_requests_in_any_second": max(
             (stats.get("max_requests_in_any_second") or {"": 0}).values()
@@ -112,7 +116,8 @@ def startup(
     out["warm_gate_s"] = round(warm.wall_s, 3)
     out["warm_status"] = warm.summary["status"]
     log(f"warm restart: {out['warm_requests']} requests, gate open after {out['warm_gate_s']}s")
-    stack.stop_workers()
+    if not keep_workers:
+        stack.stop_workers()
     return out
 
 
@@ -143,8 +148,8 @@ def noop_chord(
     """The same chord shape as a run with no-op tasks; seconds from dispatch to callback."""
     from celery import chord, group
 
-    from backfill.run import new_run_id
     from bench.noop import done_key, noop, noop_finish
+    from core.run import new_run_id
 
     run_id = "noop-" + new_run_id()
     options = BackfillConfig().task_options()
@@ -165,6 +170,32 @@ def noop_chord(
         time.sleep(0.01)
 
 
+def soak(
+    stack: Stack,
+    pids: list[int],
+    symbols: int,
+    timeframes: tuple[str, ...],
+    runs: int,
+    timeout: float,
+) -> dict:
+    """Worker RSS after run `runs` vs after run 2 of the same full-scale run (the scale
+    run above was run 1): growth that keeps going is a leak, a one-off is a cache."""
+    from bench.stack import tree_rss
+
+    config = BackfillConfig(symbols=synthetic_symbols(symbols), timeframes=timeframes, full=True)
+    after = [tree_rss(pids)]
+    for i in range(2, runs + 1):
+        timed_run(stack, config, timeout)
+        after.append(tree_rss(pids))
+        log(f"soak run {i}/{runs}: worker RSS {after[-1] / 2**20:.1f} MB")
+    mb = [round(a / 2**20, 1) for a in after]
+    return {
+        "rss_soak_runs": runs,
+        "rss_soak_mb": mb,
+        "rss_soak_growth_pct": round((after[-1] - after[1]) / after[1] * 100, 2),
+    }
+
+
 def synthetic_symbols(n: int) -> tuple[str, ...]:
     return tuple(f"SYN{i:04d}-USD" for i in range(1, n + 1))
 
@@ -178,6 +209,7 @@ def scale(
     timeout: float = 600,
     profile_dir: str | None = None,
     tracemalloc: bool = False,
+    soak_runs: int = 0,
 ) -> dict:
     """(4) the whole pipeline with latency and limits off, next to a no-op chord's ceiling."""
     stack.flush()
@@ -221,7 +253,8 @@ def scale(
             timeout,
         )
     mem_snapshot("small")
-    ceiling_s = noop_chord(stack, synthetic_symbols(symbols), timeframes, timeout)
+    with CpuMeter({"workers": pids}) as noop_cpu:
+        ceiling_s = noop_chord(stack, synthetic_symbols(symbols), timeframes, timeout)
     ceiling = n_series / ceiling_s
     log(f"ceiling: {n_series} no-op tasks in {ceiling_s:.2f}s = {ceiling:.1f}/s")
     stack.sim.reset()
@@ -252,6 +285,8 @@ def scale(
     end_s = big.summary["opened_at"] - big.t0  # callback's clock, like the no-op's
     per_s = n_series / end_s
     stats = stack.sim.stats()
+    cpu_ms = cpu.used["workers"] / n_series * 1000
+    noop_ms = noop_cpu.used["workers"] / n_series * 1000
     out = {
         "scale_series": n_series,
         "scale_wall_s": round(end_s, 3),
@@ -266,7 +301,14 @@ def scale(
         "rss_growth_pct": round((rss_big.peak - rss_small.peak) / rss_small.peak * 100, 2),
         "scale_workers": spec.describe(),
         "scale_cpu_s": cpu.used,
+        "worker_cpu_ms_per_series": round(cpu_ms, 2),
+        "noop_cpu_ms_per_task": round(noop_ms, 2),
+        "worker_cpu_ratio": round(cpu_ms / noop_ms, 2),
+        # every simulator process (the CpuMeter counts the tree) over one core
+        "sim_cpu_share": round(cpu.used["sim"] / end_s, 3),
     }
+    if soak_runs > 2:
+        out.update(soak(stack, pids, symbols, timeframes, soak_runs, timeout))
     if mem:
         out["memtrace"] = mem
     if profile_dir:
@@ -278,3 +320,21 @@ def scale(
     log(f"scale: {out}")
     stack.stop_workers()
     return out
+
+
+def sim_page() -> dict:
+    """The simulator's cost of one warm 300-candle page (build + render), in ms: it must
+    never be what a benchmark measures (moved here from the simulator's tests)."""
+    from coinbase_sim.market import Market
+
+    market = Market(seed=11)
+    now = time.time()
+    end = int(now)
+    worst = 0.0
+    for granularity in (86400, 60, 14400):
+        market.candles("BTC-USD", granularity, end - 300 * granularity, end, now)  # warm-up
+        began = time.perf_counter()
+        candles = market.candles("BTC-USD", granularity, end - 300 * granularity, end, now)
+        market.render("BTC-USD", candles)
+        worst = max(worst, time.perf_counter() - began)
+    return {"sim_page_ms": round(worst * 1000, 2)}

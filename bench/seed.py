@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import redis
 
-from backfill.series import Series
+from core.credentials import load_credentials
+from core.series import Series
 from workers.cache import CandleCache
-from workers.coinbase.auth import load_credentials
 from workers.coinbase.client import CoinbaseClient
 
 BATCH = 5

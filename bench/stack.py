@@ -41,11 +41,12 @@ class WorkerSpec:
 class Stack:
     """Redis + simulator for the whole benchmark; worker fleets come and go per scenario."""
 
-    def __init__(self, synthetic_products: int = 0, seed: int = 7) -> None:
+    def __init__(self, synthetic_products: int = 0, seed: int = 7, sim_processes: int = 1) -> None:
         self.workdir = Path(tempfile.mkdtemp(prefix="backfill-bench-"))
         self._stack = contextlib.ExitStack()
         self.synthetic_products = synthetic_products
         self.seed = seed
+        self.sim_processes = sim_processes  # >1: the simulator is not the bottleneck
         self.workers: list = []
         self._fleet_no = 0
 
@@ -68,6 +69,8 @@ class Stack:
             seed=self.seed,
             key_files=[str(self.key_file)],
             synthetic_products=self.synthetic_products,
+            processes=self.sim_processes,
+            render_cache_mb=64,
         )
         self._stack.callback(self.sim.stop)
         self._stack.callback(self.stop_workers)

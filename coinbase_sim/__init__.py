@@ -19,4 +19,11 @@ Conventions:
 - JWT ``nbf``/``exp`` are checked against the real clock, not the simulated one.
 - ``POST /_sim/reset`` zeroes the stats and rate windows and restarts the seeded
   fault stream, so a run is reproducible given the request order.
+
+Load: ``--processes N`` (``SimProcess(processes=N)``) serves the one port from N
+forked workers (coinbase_sim.prefork); settings, keys, rate windows, stats and
+the fault stream are shared (the stream then differs from the one-process one
+for the same seed), market caches are per worker.  Closed buckets of a page are
+rendered once (coinbase_sim.pages, ``--render-cache-mb``, 64 per worker).
+``python -m coinbase_sim.loadtest`` measures requests/s and CPU per request.
 """

@@ -9,7 +9,8 @@ import sys
 from types import FrameType
 from typing import Any
 
-from coinbase_sim.config import ConfigError
+from coinbase_sim import prefork
+from coinbase_sim.config import ConfigError, settings_from
 from coinbase_sim.keys import write_key_file
 from coinbase_sim.server import make_server
 
@@ -41,6 +42,10 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--clock-offset", type=float, help="seconds added to the market clock")
     p.add_argument("--synthetic-products", type=int, default=0, metavar="N",
                    help="add N liquid products SYN0001-USD ... (for scale runs)")
+    p.add_argument("--processes", type=int, default=1, metavar="N",
+                   help="serving processes on the one port (limits and stats stay shared)")
+    p.add_argument("--render-cache-mb", type=int, metavar="MB",
+                   help="per-process budget of rendered closed pages (64; 0 = off)")
     p.add_argument("--config", help="JSON object of settings, applied after the flags")
     return p
 
@@ -50,6 +55,10 @@ def settings_args(args: argparse.Namespace) -> dict[str, Any]:
     values: dict[str, Any] = {"seed": args.seed, "key_files": args.key_file}
     if args.synthetic_products:
         values["synthetic_products"] = args.synthetic_products
+    if args.processes != 1:
+        values["processes"] = args.processes
+    if args.render_cache_mb is not None:
+        values["render_cache_mb"] = args.render_cache_mb
     optional = {
         "latency_ms": args.latency_ms,
         "p429": args.p429,
@@ -88,7 +97,10 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"name": name, "path": args.write_key}), flush=True)
         return 0
     try:
-        server = make_server(args.host, args.port, **settings_args(args))
+        settings = settings_from(**settings_args(args))
+        if settings.processes > 1:
+            return prefork.serve(args.host, args.port, settings, _announce)
+        server = make_server(args.host, args.port, settings)
     except (ConfigError, ValueError, OSError) as exc:
         print(f"coinbase_sim: {exc}", file=sys.stderr)
         return 2
@@ -97,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
-    print(f"{LISTENING} {server.url}", flush=True)
+    _announce(server.url)
     try:
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:
@@ -106,3 +118,8 @@ def run(args: argparse.Namespace) -> int:
         server.state.stopping.set()
         server.server_close()
     return 0
+
+
+def _announce(url: str) -> None:
+    """The line SimProcess (and scripts) wait for."""
+    print(f"{LISTENING} {url}", flush=True)

@@ -36,6 +36,8 @@ class Settings:
     ip_rate: int = 10
     clock_offset_s: float = 0.0
     synthetic_products: int = 0  # extra products SYN0001-USD ... (fixed at start)
+    processes: int = 1  # serving processes on one port (fixed at start)
+    render_cache_mb: int = 64  # per process budget of rendered closed pages, 0 = off (fixed)
 
     def public(self) -> dict[str, Any]:
         """JSON-friendly view of all settings."""
@@ -44,7 +46,8 @@ class Settings:
         return data
 
 
-FIXED = frozenset({"seed", "key_files", "synthetic_products"})
+FIXED = frozenset({"seed", "key_files", "synthetic_products", "processes", "render_cache_mb"})
+MAX_PROCESSES = 256
 _PROBABILITIES = ("p429", "p500", "p503", "ptimeout", "ptruncated", "pnonjson")
 
 
@@ -112,25 +115,47 @@ class SettingsStore:
     def update(self, changes: dict[str, Any]) -> Settings:
         """Apply a partial update atomically; raise ConfigError on any bad entry."""
         with self._lock:
-            data = asdict(self._settings)
-            for name, value in changes.items():
-                if name in FIXED:
-                    if value == data[name]:
-                        continue  # restating a fixed setting unchanged is harmless
-                    raise ConfigError(f"{name} is fixed at start")
-                try:
-                    data[name] = _coerce(name, value)
-                except (TypeError, ValueError) as exc:
-                    raise ConfigError(f"{name}: {exc}") from exc
-            settings = Settings(**data)
-            self._check_faults(settings)
-            self._settings = settings
-            return settings
+            self._settings = apply_changes(self._settings, changes)
+            return self._settings
 
     @staticmethod
     def _check_faults(settings: Settings) -> None:
-        if sum(getattr(settings, p) for p in _PROBABILITIES) > 1.0 + 1e-9:
-            raise ConfigError("fault probabilities add up to more than 1")
+        _check_faults(settings)
+
+
+def apply_changes(settings: Settings, changes: dict[str, Any]) -> Settings:
+    """A new Settings with `changes` applied; raise ConfigError on any bad entry."""
+    data = asdict(settings)
+    for name, value in changes.items():
+        if name in FIXED:
+            if value == data.get(name):
+                continue  # restating a fixed setting unchanged is harmless
+            raise ConfigError(f"{name} is fixed at start")
+        try:
+            data[name] = _coerce(name, value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{name}: {exc}") from exc
+    new = Settings(**data)
+    _check_faults(new)
+    return new
+
+
+def settings_of(public: dict[str, Any]) -> Settings:
+    """Rebuild Settings from its public() view (as shared between processes)."""
+    return Settings(**{**public, "latency_ms": tuple(public["latency_ms"])})
+
+
+def _check_faults(settings: Settings) -> None:
+    if sum(getattr(settings, p) for p in _PROBABILITIES) > 1.0 + 1e-9:
+        raise ConfigError("fault probabilities add up to more than 1")
+
+
+def _bounded(fixed: dict[str, Any], name: str, default: int, low: int, high: int) -> int:
+    raw = fixed.get(name)
+    value = default if raw is None else int(raw)
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be within [{low}, {high}]")
+    return value
 
 
 def settings_from(**values: Any) -> Settings:
@@ -140,12 +165,11 @@ def settings_from(**values: Any) -> Settings:
     if unknown:
         raise ConfigError(f"unknown settings: {sorted(unknown)}")
     fixed = {k: values.pop(k) for k in list(values) if k in FIXED}
-    synthetic = int(fixed.get("synthetic_products", 0) or 0)
-    if not 0 <= synthetic <= 9999:
-        raise ConfigError("synthetic_products must be within [0, 9999]")
     base = Settings(
         seed=int(fixed.get("seed", 1)), key_files=[str(f) for f in fixed.get("key_files") or []],
-        synthetic_products=synthetic,
+        synthetic_products=_bounded(fixed, "synthetic_products", 0, 0, 9999),
+        processes=_bounded(fixed, "processes", 1, 1, MAX_PROCESSES),
+        render_cache_mb=_bounded(fixed, "render_cache_mb", 64, 0, 1 << 20),
     )
     store = SettingsStore(base)
     return store.update(values)

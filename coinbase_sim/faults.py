@@ -33,12 +33,7 @@ class FaultInjector:
         """One of FAULTS (e.g. "p500") for this request, or None."""
         with self._lock:
             u = self._faults.random()
-        for name in FAULTS:
-            p = getattr(settings, name)
-            if u < p:
-                return name
-            u -= p
-        return None
+        return pick_fault(u, settings)
 
     def latency_s(self, settings: Settings) -> float:
         """Extra delay for this request, uniform in latency_ms."""
@@ -53,3 +48,13 @@ class FaultInjector:
         with self._lock:
             self._throttled += 1
             return self._throttled % 2 == 1
+
+
+def pick_fault(u: float, settings: Settings) -> str | None:
+    """The fault a uniform draw `u` in [0, 1) lands on (each with its probability), or None."""
+    for name in FAULTS:
+        p = getattr(settings, name)
+        if u < p:
+            return name
+        u -= p
+    return None

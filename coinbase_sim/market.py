@@ -18,9 +18,9 @@ import itertools
 import math
 import random
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from coinbase_sim.products import CATALOG, VOLUME_DECIMALS, Product
 
@@ -44,6 +44,14 @@ MINUTE_LEVEL = len(LEVEL_SECONDS) - 1
 EPOCH = 1451606400  # 2016-01-01T00:00:00Z: first listed day is the next one
 REVERSION = 0.01  # daily pull of the log price towards its long-run level
 HORIZON_DAYS = 11000  # walk length (~30 years), beyond it nothing trades
+
+
+class WalkStore(Protocol):
+    """Where a Market finds walks computed elsewhere (coinbase_sim.shared_walks)."""
+
+    def get(self, product_id: str) -> Sequence[float] | None: ...
+
+    def put(self, product_id: str, values: Sequence[float]) -> None: ...
 
 
 class Candle(NamedTuple):
@@ -79,12 +87,16 @@ def _clamp(value: int, low: int, high: int) -> int:
 class Market:
     """All products' candle history for one seed, with bounded caches of closed buckets."""
 
-    def __init__(self, seed: int = 1, products: Sequence[Product] = CATALOG) -> None:
+    def __init__(
+        self, seed: int = 1, products: Sequence[Product] = CATALOG, walks: WalkStore | None = None
+    ) -> None:
+        """`walks`, when given, shares computed walks with other processes."""
         self.seed = seed
         self.products: dict[str, Product] = {p.product_id: p for p in products}
-        self._walks: dict[str, list[float]] = {}
+        self._walks: dict[str, Sequence[float]] = {}
+        self._walk_store = walks
         self._walk_lock = threading.Lock()
-        self._calls = itertools.count()
+        self._calls: Iterator[int] = itertools.count()
         self._day = lru_cache(maxsize=65536)(self._day_uncached)
         self._children = lru_cache(maxsize=65536)(self._children_uncached)
         self._multi_hour = lru_cache(maxsize=65536)(self._multi_hour_uncached)
@@ -105,7 +117,7 @@ class Market:
             if start + granularity <= now:
                 candle = self.closed(product_id, granularity, start)
             else:
-                candle = self._in_progress(product_id, granularity, start, now)
+                candle = self.in_progress(product_id, granularity, start, now)
             if candle is not None:
                 out.append(candle)
         return out
@@ -126,6 +138,15 @@ class Market:
         product = self.products[product_id]
         return '{"candles":[' + ",".join([_fragment_text(product, c) for c in candles]) + "]}"
 
+    def reseat_calls(self, counter: Iterator[int]) -> None:
+        """Number in-progress draws from `counter` (forked workers take disjoint ones)."""
+        self._calls = counter
+
+    def fragments(self, product_id: str, candles: Sequence[Candle]) -> list[str]:
+        """The JSON object text of each candle, as joined by render()."""
+        product = self.products[product_id]
+        return [_fragment_text(product, c) for c in candles]
+
     def as_dicts(self, product_id: str, candles: Sequence[Candle]) -> list[dict[str, str]]:
         """Candles as Coinbase-shaped dicts of strings."""
         product = self.products[product_id]
@@ -136,25 +157,34 @@ class Market:
         key = f"{self.seed}|{product_id}|{level}|{start}".encode()
         return random.Random(int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big"))
 
-    def _walk(self, product_id: str) -> list[float]:
+    def _walk(self, product_id: str) -> Sequence[float]:
         """Daily log-price deviation from the product's price level (mean-reverting walk)."""
         walk = self._walks.get(product_id)
         if walk is not None:
             return walk
         with self._walk_lock:
             walk = self._walks.get(product_id)
+            store = self._walk_store
+            if walk is None and store is not None:
+                walk = store.get(product_id)
             if walk is None:
-                product = self.products[product_id]
-                rng = random.Random(f"{self.seed}|{product_id}|walk")
-                level = 0.0
-                walk = []
-                for _ in range(HORIZON_DAYS):
-                    shock = rng.gauss(0.0, product.daily_vol)
-                    if rng.random() < 0.02:  # occasional fat-tailed day
-                        shock *= 3.0
-                    level += shock - REVERSION * level  # mean-reverting: prices stay plausible
-                    walk.append(level)
-                self._walks[product_id] = walk
+                walk = self._compute_walk(product_id)
+                if store is not None:
+                    store.put(product_id, walk)
+            self._walks[product_id] = walk
+        return walk
+
+    def _compute_walk(self, product_id: str) -> list[float]:
+        product = self.products[product_id]
+        rng = random.Random(f"{self.seed}|{product_id}|walk")
+        level = 0.0
+        walk = []
+        for _ in range(HORIZON_DAYS):
+            shock = rng.gauss(0.0, product.daily_vol)
+            if rng.random() < 0.02:  # occasional fat-tailed day
+                shock *= 3.0
+            level += shock - REVERSION * level  # mean-reverting: prices stay plausible
+            walk.append(level)
         return walk
 
     def _day_uncached(self, product_id: str, start: int) -> Candle | None:
@@ -260,9 +290,10 @@ class Market:
                     break
         return pieces
 
-    def _in_progress(
+    def in_progress(
         self, product_id: str, granularity: int, start: int, now: float
     ) -> Candle | None:
+        """The bucket containing `now` so far; its last minute differs on every call."""
         minute = int(now) // 60 * 60
         pieces = self._closed_range(product_id, start, minute)
         current = self._node(product_id, MINUTE_LEVEL, minute)

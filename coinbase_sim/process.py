@@ -27,6 +27,7 @@ class SimProcess:
     Without key_files a fresh EC key is minted into a temporary file; the
     first key's name and secret are exposed as `key_name` / `key_secret`.
     Extra keyword arguments are /_sim/config settings applied at start.
+    processes > 1 serves from that many forked processes sharing limits and stats.
     """
 
     def __init__(
@@ -36,6 +37,7 @@ class SimProcess:
         key_files: list[str] | None = None,
         host: str = "127.0.0.1",
         startup_timeout_s: float = 20.0,
+        processes: int = 1,
         **config: Any,
     ) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="coinbase-sim-")
@@ -49,7 +51,7 @@ class SimProcess:
         self.key_secret: str = first.secret
         self._stderr = open(os.path.join(self._tmp.name, "stderr.log"), "w+b")  # noqa: SIM115
         command = [sys.executable, "-m", "coinbase_sim", "--host", host, "--port", str(port)]
-        command += ["--seed", str(seed)]
+        command += ["--seed", str(seed), "--processes", str(processes)]
         for path in self.key_files:
             command += ["--key-file", path]
         if config:

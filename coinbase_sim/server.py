@@ -8,8 +8,10 @@ a client would experience them from the exchange.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import os
 import re
 import socket
 import threading
@@ -31,7 +33,12 @@ from coinbase_sim.keys import (
 )
 from coinbase_sim.limits import Decision, RateLimiter, Stats
 from coinbase_sim.market import GRANULARITIES, Market
+from coinbase_sim.pages import PageCache
 from coinbase_sim.products import catalog
+from coinbase_sim.shared_control import SharedDocument, SharedKeyRegistry, SharedSettingsStore
+from coinbase_sim.shared_faults import SharedFaultInjector
+from coinbase_sim.shared_limits import SharedRateLimiter, SharedStats
+from coinbase_sim.shared_walks import SharedWalks
 
 PRIVATE_PATH = re.compile(r"/api/v3/brokerage/products/([^/]+)/candles")
 PUBLIC_PATH = re.compile(r"/api/v3/brokerage/market/products/([^/]+)/candles")
@@ -60,18 +67,43 @@ NOT_FOUND = ApiError(404, "NOT_FOUND", "valid product_id is required")
 
 
 class SimState:
-    """Everything the request handlers share."""
+    """Everything the request handlers share.
+
+    With settings.processes > 1, settings, keys, limits, stats and fault
+    streams live in shared memory, so that processes forked after this
+    constructor behave as one simulator; market and page cache stay per process.
+    """
 
     def __init__(self, settings: Settings) -> None:
-        self.store = SettingsStore(settings)
-        self.market = Market(settings.seed, catalog(settings.synthetic_products))
-        self.keys = KeyRegistry()
+        products = catalog(settings.synthetic_products)
+        walks = None
+        if settings.processes > 1:
+            walks = SharedWalks([p.product_id for p in products])
+        self.market = Market(settings.seed, products, walks)
+        self.pages = PageCache(self.market, settings.render_cache_mb << 20)
+        self.stopping = threading.Event()
+        self.store: SettingsStore
+        self.keys: KeyRegistry
+        self.limiter: RateLimiter | SharedRateLimiter
+        self.stats: Stats | SharedStats
+        if settings.processes > 1:
+            self.store = SharedSettingsStore(settings, SharedDocument(settings.public(), 1 << 16))
+            self.keys = SharedKeyRegistry(SharedDocument({}))
+            self.limiter = SharedRateLimiter()
+            self.stats = SharedStats()
+            self.faults: FaultInjector = SharedFaultInjector(settings.seed)
+        else:
+            self.store = SettingsStore(settings)
+            self.keys = KeyRegistry()
+            self.limiter = RateLimiter()
+            self.stats = Stats()
+            self.faults = FaultInjector(settings.seed)
         for path in settings.key_files:
             self.keys.load_file(path)
-        self.limiter = RateLimiter()
-        self.stats = Stats()
-        self.faults = FaultInjector(settings.seed)
-        self.stopping = threading.Event()
+
+    def as_worker(self, index: int, count: int) -> None:
+        """In forked worker `index` of `count`: keep in-progress draws distinct across workers."""
+        self.market.reseat_calls(itertools.count(index, count))
 
     def now(self) -> float:
         """The simulated market clock: real time plus the configured offset."""
@@ -92,9 +124,18 @@ class SimServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 256
 
-    def __init__(self, address: tuple[str, int], state: SimState) -> None:
+    def __init__(
+        self, address: tuple[str, int], state: SimState, listener: socket.socket | None = None
+    ) -> None:
+        """Bind `address`, or serve on `listener` (already bound, shared with other processes)."""
         self.state = state
-        super().__init__(address, Handler)
+        if listener is None:
+            super().__init__(address, Handler)
+            return
+        super().__init__(listener.getsockname(), Handler, bind_and_activate=False)
+        self.socket.close()
+        self.socket = listener
+        self.server_address = listener.getsockname()
 
     @property
     def url(self) -> str:
@@ -188,7 +229,7 @@ class Handler(BaseHTTPRequestHandler):
         elif match := PUBLIC_PATH.fullmatch(path):
             self._candles(match.group(1), query, path, private=False)
         elif path == "/_sim/health":
-            self._json(200, {"status": "ok"})
+            self._json(200, {"status": "ok", "pid": os.getpid()})
         elif path == "/_sim/stats":
             self._json(200, state.stats.snapshot())
         elif path == "/_sim/config":
@@ -295,15 +336,10 @@ class Handler(BaseHTTPRequestHandler):
             body = json.dumps(error.body).encode()
             self._finish(delay, error.status, body, "application/json", headers, str(error.status))
             return
-        candles = state.market.candles(product_id, seconds, start, end, state.now())
-        if limit is not None:
-            candles = candles[:limit]
-        body = state.market.render(product_id, candles).encode()
+        body, count = state.pages.render(product_id, seconds, start, end, limit, state.now())
         if fault == "ptruncated":
             body = body[: max(1, len(body) // 2)]
-        self._finish(
-            delay, 200, body, "application/json", headers, "200", fault, candles=len(candles)
-        )
+        self._finish(delay, 200, body, "application/json", headers, "200", fault, candles=count)
 
     def _throttled(self, delay: float, headers: dict[str, str], fault: str | None) -> None:
         state = self.server.state

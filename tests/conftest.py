@@ -82,6 +82,7 @@ def start_workers(worker_env, tmp_path):
     started: list[WorkerProcess] = []
 
     def start(n: int = 1, env: dict | None = None, **kw) -> list[WorkerProcess]:
+        kw.setdefault("concurrency", 1)  # production's `-c 1` (README: the request budget)
         ws = []
         for _ in range(n):
             i = len(started) + 1
@@ -100,3 +101,11 @@ def start_workers(worker_env, tmp_path):
     yield start
     for w in started:
         w.stop(timeout=10)
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Every test that starts worker processes is slow (`-m "not slow"` for a quick pass;
+    CI runs them all)."""
+    for item in items:
+        if "start_workers" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

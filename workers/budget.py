@@ -10,7 +10,10 @@ fleet send a whole second's worth at once, so the first 5m series (the first `ra
 requests of a run) are ready after one round trip instead of after a second of pacing.
 Sustained throughput is `rate / (1 + GUARD_S)`. Sends are still at least half the mean
 interval apart, so that a burst reaches the exchange as it was sent (a busy server counts
-a burst late, pushing its tail into the next second).
+a burst late, pushing its tail into the next second); once a window is full they are
+evenly spaced, so a late-counting exchange sees as few of them bunched as possible. The
+log holds reserved times, so a send must go on time: one that wakes late re-reserves
+rather than join a later burst.
 
 The run's first timeframe (5m) comes first here too: the dispatcher holds back as many
 slots as it enqueued first-timeframe series, and other requests cannot take them; each
@@ -23,7 +26,8 @@ then.
 
 from __future__ import annotations
 
-import hashlib
+import math
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -32,20 +36,19 @@ from importlib import resources
 
 import redis
 
-from backfill.errors import BudgetTimeout
+from core import keys
+from core.errors import BudgetTimeout
 
 # The window is 1 s + GUARD_S, so that up to 50 ms of scheduling jitter between a slot and the
 # request's arrival cannot put rate+1 requests into one second at the exchange.
 GUARD_S = 0.05
+# A send may wake this late after its slot and still go (the rest of GUARD_S is left for
+# the way from the wake-up to the exchange's counter); later, it reserves again.
+LATE_TOLERANCE_S = 0.02
+LATE_TOLERANCE_ENV = "BACKFILL_BUDGET_LATE_TOLERANCE_S"  # "inf": never re-reserve (bench A/B)
+TRACE_ENV = "BACKFILL_BUDGET_TRACE"  # a folder: every process appends its send times (bench)
 RECOVERY_PER_S = 0.1
 LOWEST_FACTOR = 0.125
-
-
-def budget_name(key_name: str | None) -> str:
-    """The budget's Redis name: per API key (hashed, names stay out of Redis) or public."""
-    if not key_name:
-        return "public"
-    return "key:" + hashlib.sha256(key_name.encode()).hexdigest()[:16]
 
 
 class FleetBudget:
@@ -59,7 +62,9 @@ class FleetBudget:
         *,
         max_wait_s: float = 30.0,
         guard_s: float = GUARD_S,
+        late_tolerance_s: float | None = None,
         sleep=time.sleep,
+        max_reset_s: float = 60.0,
     ) -> None:
         if rate <= 0:
             raise ValueError(f"fleet rate {rate} must be > 0")
@@ -67,40 +72,64 @@ class FleetBudget:
         self.name = name
         self.rate = rate
         self.max_wait_s = max_wait_s
+        self.max_reset_s = max_reset_s
         # Below 1/s the window stretches (0.5/s: one send per 2 s); above, whole sends per s.
         self.window_us = max(1.0, 1.0 / rate) * (1.0 + guard_s) * 1e6
         self.limit = max(1.0, rate)
         self.min_gap_us = 1e6 / (2 * rate)
-        self._keys = budget_keys(name)
+        self._keys = keys.budget(name)
         self._local = threading.local()
         self._acquire = client.register_script(_lua("budget.lua"))
         self._throttle = client.register_script(_lua("throttle.lua"))
         self._sleep = sleep
+        if late_tolerance_s is None:
+            late_tolerance_s = float(os.environ.get(LATE_TOLERANCE_ENV, LATE_TOLERANCE_S))
+        self.late_tolerance_s = late_tolerance_s
+        self.late_wakes = 0
+        self._trace = _Trace(os.environ.get(TRACE_ENV))
         self.waited_s = 0.0
         self.factor = 1.0
 
     def acquire(self) -> None:
-        """Block this task (only) until its slot; raise `BudgetTimeout` past `max_wait_s`."""
-        wait_us, reserved, factor = self._acquire(
-            keys=self._keys,
-            args=[
-                self.limit,
-                self.window_us,
-                self.max_wait_s * 1e6,
-                RECOVERY_PER_S,
-                self.min_gap_us,
-                int(getattr(self._local, "first", False)),
-            ],
-        )
-        self.factor = factor / 1000
-        if not reserved:
-            raise BudgetTimeout(
-                f"fleet budget {self.name!r} has no slot within {self.max_wait_s:.0f}s "
-                f"(next in {wait_us / 1e6:.1f}s)"
+        """Block this task (only) until its slot; raise `BudgetTimeout` past `max_wait_s`.
+
+        A slot is only good on time: the log counts the reserved time, the exchange the
+        arrival. A thread that wakes more than `late_tolerance_s` after its slot (a GC
+        pause, a stopped or starved process) would send together with the on-time sends
+        of the next slots, so it gives the stale slot back and reserves a new one instead.
+        """
+        stale = ""
+        give_up = time.monotonic() + self.max_wait_s
+        while True:
+            asked = time.monotonic()
+            wait_us, reserved, factor, member = self._acquire(
+                keys=self._keys,
+                args=[
+                    self.limit,
+                    self.window_us,
+                    max(0.0, give_up - asked) * 1e6,
+                    RECOVERY_PER_S,
+                    self.min_gap_us,
+                    int(getattr(self._local, "first", False)),
+                    stale,
+                ],
             )
-        if wait_us > 0:
-            self.waited_s += wait_us / 1e6
-            self._sleep(wait_us / 1e6)
+            self.factor = factor / 1000
+            if not reserved:
+                raise BudgetTimeout(
+                    f"fleet budget {self.name!r} has no slot within {self.max_wait_s:.0f}s "
+                    f"(next in {wait_us / 1e6:.1f}s)"
+                )
+            if wait_us > 0:
+                self.waited_s += wait_us / 1e6
+                self._sleep(wait_us / 1e6)
+            # late by at least this much (measured from before the call: conservative)
+            late = time.monotonic() - asked - wait_us / 1e6
+            if late <= self.late_tolerance_s:
+                self._trace.send()
+                return
+            self.late_wakes += 1
+            stale = member.decode() if isinstance(member, bytes) else str(member)
 
     @contextmanager
     def first_in_line(self, first: bool = True) -> Iterator[None]:
@@ -112,8 +141,11 @@ class FleetBudget:
             self._local.first = False
 
     def throttled(self, reset_after: float | None) -> None:
-        """A 429 arrived anyway: slow the whole fleet down."""
-        reset_us = max(0.0, float(reset_after or 0)) * 1e6
+        """A 429 arrived anyway: slow the whole fleet down, and pause it for the reset time,
+        never longer than `max_reset_s` (a header saying 'years' must not block the fleet)."""
+        reset = float(reset_after or 0)
+        reset = 0.0 if math.isnan(reset) else min(self.max_reset_s, max(0.0, reset))
+        reset_us = reset * 1e6
         factor = self._throttle(keys=self._keys, args=[RECOVERY_PER_S, LOWEST_FACTOR, reset_us])
         self.factor = factor / 1000
 
@@ -122,18 +154,38 @@ class FleetBudget:
         return bool(self.redis.exists(self._keys[1]))
 
 
-def budget_keys(name: str) -> list[str]:
-    prefix = f"backfill:budget:{name}"
-    return [f"{prefix}:sends", f"{prefix}:slow", f"{prefix}:paused", f"{prefix}:reserve"]
+class MemoryBudget:
+    """The budget seam's in-memory stand-in for unit tests of fetch logic: grants every
+    request at once and counts what it was asked (pacing is tested against Redis)."""
+
+    def __init__(self) -> None:
+        self.acquired = 0
+        self.throttles: list[float | None] = []
+
+    def acquire(self) -> None:
+        self.acquired += 1
+
+    def throttled(self, reset_after: float | None) -> None:
+        self.throttles.append(reset_after)
+
+    def recently_throttled(self) -> bool:
+        return bool(self.throttles)
 
 
-def hold_back(client: redis.Redis, name: str, slots: int, ttl_s: float = 30.0) -> None:
-    """Keep `slots` sends for the first timeframe's series of a run being dispatched."""
-    key = budget_keys(name)[3]
-    if slots > 0:
-        client.set(key, slots, px=int(ttl_s * 1000))
-    else:
-        client.delete(key)
+class _Trace:
+    """Send times (wall clock) to `<folder>/sends-<pid>.txt`, compared by the bench with
+    the arrivals the exchange counted; off unless the folder is given."""
+
+    def __init__(self, folder: str | None) -> None:
+        self.folder = folder
+        self._lock = threading.Lock()
+
+    def send(self) -> None:
+        if not self.folder:
+            return
+        line = f"{time.time():.6f}\n"
+        with self._lock, open(f"{self.folder}/sends-{os.getpid()}.txt", "a") as f:
+            f.write(line)
 
 
 def _lua(name: str) -> str:

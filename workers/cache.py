@@ -1,55 +1,79 @@
-"""The candle cache, exactly as the indicator service reads it (shared/reference/cache-contract.md).
+"""The candle cache writer, exactly as the indicator service reads it
+(shared/reference/cache-contract.md).
 
 Writes are one Lua call per series: atomic (a reader never sees half a series) and one
-round trip. Only closed, valid candles are ever written.
+round trip. Only closed, valid candles are ever written. `CandleStore` is the seam the
+fetch logic depends on: `CandleCache` is the real (Redis) one, `MemoryCandleStore` the
+in-memory one for unit tests of that logic; the Redis tests stay the reference.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from importlib import resources
+from typing import Protocol
 
 import redis
 
-from backfill.series import Series
-from workers.candle import Candle
+from core import keys
+from core.candle import Candle
+from core.errors import InvalidCandle
+from core.freshness import EXHAUSTED_RECHECK_S, CachedState, read_states
+from core.series import Series
 
 MAX_MEMBERS = 1000
 TTL_S = 24 * 3600
 
 
-class InvalidCandle(ValueError):
-    """Raised before any write when a candle breaks the contract: nothing is written."""
+ANNOUNCE_NONE, ANNOUNCE_NEW, ANNOUNCE_NEWEST = 0, 1, 2
 
 
 @dataclass(frozen=True)
-class CachedState:
-    """The newest (up to n) closed members a series holds at or before a bucket."""
+class Written:
+    held: int  # members the series holds after the write
+    announced: int  # close events published (candles that were new)
 
-    starts: list[int]  # bucket starts, UNIX seconds, newest first
-    checked_upto: int | None = None  # newest bucket the exchange was asked about (gaps included)
-    exhausted: bool = False  # the last full fetch found fewer candles than wanted: no more exist
 
-    @property
-    def count(self) -> int:
-        return len(self.starts)
+class CandleStore(Protocol):
+    def write(
+        self,
+        series: Series,
+        candles: list[Candle],
+        *,
+        checked_upto: int | None = None,
+        exhausted: bool = False,
+        exhausted_at: float | None = None,
+        announce: int = ANNOUNCE_NONE,
+    ) -> Written: ...
 
-    @property
-    def newest_start(self) -> int | None:
-        return self.starts[0] if self.starts else None
+    def state(self, series: Series, upto_start: int, n: int) -> CachedState: ...
 
-    def gaps(self, seconds: int) -> int:
-        """Buckets with no trades inside the span these members cover."""
-        if len(self.starts) < 2:
-            return 0
-        return (self.starts[0] - self.starts[-1]) // seconds + 1 - len(self.starts)
+
+def check_candles(series: Series, candles: list[Candle]) -> None:
+    """Refuse the whole write if any candle breaks the contract (nothing is written)."""
+    for c in candles:
+        if not c.closed:
+            raise InvalidCandle(f"{series}: candle at {c.start} is still in progress")
+        problem = c.problem(series.timeframe)
+        if problem:
+            raise InvalidCandle(f"{series}: candle at {c.start}: {problem}")
 
 
 class CandleCache:
+    """The Redis candle cache of one namespace (user id, exchange id)."""
+
     def __init__(
-        self, client: redis.Redis, *, user_id: int = 1, exchange_id: int = 1, ttl_s: int = TTL_S
+        self,
+        client: redis.Redis,
+        *,
+        user_id: int = 1,
+        exchange_id: int = 1,
+        ttl_s: int = TTL_S,
+        exhausted_recheck_s: float = EXHAUSTED_RECHECK_S,
     ) -> None:
         self.redis = client
+        self.exhausted_recheck_s = exhausted_recheck_s
         self.user_id = user_id
         self.exchange_id = exchange_id
         self.ttl_s = ttl_s
@@ -61,8 +85,7 @@ class CandleCache:
         return series.cache_key(self.user_id, self.exchange_id)
 
     def checked_key(self, series: Series) -> str:
-        tf = series.timeframe.name
-        return f"backfill:checked:{self.user_id}:{self.exchange_id}:{series.symbol}:{tf}"
+        return keys.checked(self.user_id, self.exchange_id, series.symbol, series.timeframe.name)
 
     def write(
         self,
@@ -71,49 +94,105 @@ class CandleCache:
         *,
         checked_upto: int | None = None,
         exhausted: bool = False,
-    ) -> int:
-        """Write closed candles for one series; returns the members the key holds after.
+        exhausted_at: float | None = None,
+        announce: int = ANNOUNCE_NONE,
+    ) -> Written:
+        """Write closed candles for one series, and announce the new ones on its close
+        channel (the platform recomputes on each message), atomically.
 
         `checked_upto` (UNIX seconds) is the newest closed bucket the exchange was asked
         about, so a bucket with no trades does not make the series look stale next time.
+        `exhausted` is stored as when it was found (`exhausted_at`, default now), so that it
+        expires rather than being believed for the key's whole TTL.
+        `announce`: ANNOUNCE_NEW publishes every candle no member held before (a
+        refresh), ANNOUNCE_NEWEST only the newest one (a startup write).
         """
-        args: list[object] = [self.ttl_s, MAX_MEMBERS, (checked_upto or 0) * 1000, int(exhausted)]
+        check_candles(series, candles)
+        candles = sorted(candles, key=lambda c: c.start)
+        found = int(exhausted_at or time.time()) if exhausted else 0
+        args: list[object] = [
+            self.ttl_s,
+            MAX_MEMBERS,
+            (checked_upto or 0) * 1000,
+            found,
+            announce,
+        ]
         for c in candles:
-            if not c.closed:
-                raise InvalidCandle(f"{series}: candle at {c.start} is still in progress")
-            problem = c.problem(series.timeframe)
-            if problem:
-                raise InvalidCandle(f"{series}: candle at {c.start}: {problem}")
             args += [c.timestamp_ms, c.member(series.symbol, series.timeframe.name)]
-        return int(self._write(keys=[self.key(series), self.checked_key(series)], args=args))
+        held, announced = self._write(
+            keys=[
+                self.key(series),
+                self.checked_key(series),
+                series.close_channel(self.user_id, self.exchange_id),
+            ],
+            args=args,
+        )
+        return Written(int(held), int(announced))
 
     def state(self, series: Series, upto_start: int, n: int) -> CachedState:
-        """The newest n members at or before bucket `upto_start`, in one round trip.
-
-        Members after it (an in-progress bucket a live writer added) do not make a series
-        look fresh.
-        """
+        """The newest n members at or before bucket `upto_start`, in one round trip."""
         return self.states([(series, upto_start)], n)[0]
 
     def states(self, wanted: list[tuple[Series, int]], n: int) -> list[CachedState]:
-        """`state` for many series in one round trip (the dispatcher's warm check)."""
-        pipe = self.redis.pipeline(transaction=False)
-        for series, upto_start in wanted:
-            pipe.zrevrangebyscore(
-                self.key(series), upto_start * 1000, "-inf", start=0, num=n, withscores=True
-            )
-            pipe.hmget(self.checked_key(series), "upto", "exhausted")
-        replies = pipe.execute()
-        return [
-            CachedState(
-                [int(score) // 1000 for _, score in members],
-                int(checked) // 1000 if checked else None,
-                exhausted == b"1",
-            )
-            for members, (checked, exhausted) in zip(replies[::2], replies[1::2], strict=True)
-        ]
+        return read_states(
+            self.redis,
+            wanted,
+            n,
+            user_id=self.user_id,
+            exchange_id=self.exchange_id,
+            exhausted_recheck_s=self.exhausted_recheck_s,
+        )
 
     def newest(self, series: Series, n: int) -> list[str]:
         """What a reader gets: the newest n members, oldest first (`ZRANGE key -n -1`)."""
         members = self.redis.zrange(self.key(series), -n, -1)
         return [m.decode() if isinstance(m, bytes) else m for m in members]
+
+
+class MemoryCandleStore:
+    """The same rules in memory (one member per bucket, newest 1000, checked marks)."""
+
+    def __init__(self, exhausted_recheck_s: float = EXHAUSTED_RECHECK_S, clock=time.time) -> None:
+        self.members: dict[str, dict[int, str]] = {}
+        self.checked: dict[str, tuple[int | None, float | None]] = {}
+        self.announced: list[str] = []  # close events, in publishing order
+        self.writes = 0
+        self.exhausted_recheck_s = exhausted_recheck_s
+        self.clock = clock
+
+    def write(
+        self,
+        series: Series,
+        candles: list[Candle],
+        *,
+        checked_upto: int | None = None,
+        exhausted: bool = False,
+        exhausted_at: float | None = None,
+        announce: int = ANNOUNCE_NONE,
+    ) -> Written:
+        check_candles(series, candles)
+        held = self.members.setdefault(series.name, {})
+        new = []
+        for c in sorted(candles, key=lambda c: c.start):
+            if c.start not in held:
+                new.append(c.start)
+            held[c.start] = c.member(series.symbol, series.timeframe.name)
+        if announce == ANNOUNCE_NEWEST:
+            new = new[-1:] if new and candles and new[-1] == max(c.start for c in candles) else []
+        announced = [held[s] for s in new] if announce else []
+        self.announced.extend(announced)
+        for start in sorted(held)[:-MAX_MEMBERS]:
+            del held[start]
+        if checked_upto:
+            old_upto, _ = self.checked.get(series.name, (None, None))
+            at = (exhausted_at or self.clock()) if exhausted else None
+            self.checked[series.name] = (max(old_upto or 0, checked_upto), at)
+        self.writes += 1
+        return Written(len(held), len(announced))
+
+    def state(self, series: Series, upto_start: int, n: int) -> CachedState:
+        held = self.members.get(series.name, {})
+        starts = sorted((s for s in held if s <= upto_start), reverse=True)[:n]
+        upto, at = self.checked.get(series.name, (None, None))
+        trusted = at is not None and self.clock() - at < self.exhausted_recheck_s
+        return CachedState(starts, upto, trusted, at)

@@ -1,7 +1,9 @@
 """Fill one series: look at the cache, fetch only what is missing, write the newest closed candles.
 
 - fresh: the cache already holds the latest closed bucket and enough candles: no request.
-- tail: the cache is behind: fetch from its newest bucket (one bucket of overlap) to now.
+- tail: the cache is behind: fetch from its newest bucket (one bucket of overlap) to now,
+  paginated, up to the cache's 1000 buckets: every missed bucket is filled (no hole after
+  an outage), in one request in the normal case.
 - cold: fetch the newest `candle_count` buckets, and further back while gaps (no trades)
   leave fewer than `candle_count` closed candles.
 
@@ -14,13 +16,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from backfill.errors import BadRequest
-from backfill.series import Series
-from backfill.timeframe import Timeframe, timeframe
-from workers.cache import CachedState, CandleCache
-from workers.candle import Candle, aggregate
+from core.candle import Candle, aggregate
+from core.errors import BadRequest
+from core.freshness import fresh_outcome, is_fresh
+from core.outcome import Outcome
+from core.series import Series
+from core.timeframe import Timeframe, timeframe
+from workers.cache import ANNOUNCE_NEWEST, MAX_MEMBERS, CandleStore
 from workers.coinbase.client import CoinbaseClient
-from workers.outcome import Outcome
 
 MAX_LOOKBACK_PAGES = 4  # how far beyond candle_count to look for candles on illiquid series
 H1 = timeframe("1h")
@@ -31,6 +34,8 @@ class FetchOptions:
     candle_count: int = 100
     min_candles: int = 60
     full: bool = False
+    # close events: a startup write announces its newest candle, a refresh every new one
+    announce: int = ANNOUNCE_NEWEST
 
 
 class FourHourMemory:
@@ -47,34 +52,10 @@ def is_granularity_rejection(e: BadRequest) -> bool:
     return "granularity" in e.detail and "not a valid value" in e.detail
 
 
-def is_fresh(state: CachedState, tf: Timeframe, now: float, n: int) -> bool:
-    """Nothing to fetch: the cache was checked up to the latest closed bucket and holds
-    enough candles (or all the exchange has)."""
-    known = max(state.newest_start or 0, state.checked_upto or 0)
-    return (state.count >= n or state.exhausted) and known >= tf.last_closed_start(now)
-
-
-def fresh_outcome(series: Series, state: CachedState, min_candles: int) -> Outcome:
-    """The outcome of a series that needed nothing (the same record the task returns)."""
-    out = Outcome(
-        series=series.name,
-        symbol=series.symbol,
-        timeframe=series.timeframe.name,
-        mode="fresh",
-        candles_cached=state.count,
-        gaps=state.gaps(series.timeframe.seconds),
-    )
-    out.newest_ts = state.newest_start * 1000 if state.newest_start else None
-    out.ready = out.candles_cached >= min_candles
-    if not out.ready:
-        out.reason = f"only {state.count} closed candles exist (no trades); {min_candles} needed"
-    return out
-
-
 def fill_series(
     series: Series,
     client: CoinbaseClient,
-    cache: CandleCache,
+    cache: CandleStore,
     options: FetchOptions,
     four_hour: FourHourMemory | None = None,
     now: float | None = None,
@@ -96,29 +77,40 @@ def fill_series(
         not options.full
         and enough
         and state.newest_start is not None
-        and (last_closed - state.newest_start) // tf.seconds < n
+        and (last_closed - state.newest_start) // tf.seconds < MAX_MEMBERS
     ):
         out.mode = "tail"  # one bucket of overlap: the newest cached one is fetched again
         candles = _fetch(series, client, state.newest_start, now, four_hour, out)
         closed = [c for c in candles if c.closed]
-        cache.write(
-            series, closed, checked_upto=_checked_upto(client, tf, now), exhausted=state.exhausted
+        written = cache.write(
+            series,
+            closed,
+            checked_upto=_checked_upto(client, tf, now),
+            exhausted=state.exhausted,
+            announce=options.announce,
+            exhausted_at=state.exhausted_at,  # a tail does not renew it: it is rechecked
         )
-        out.candles_written = len(closed)
+        out.candles_written, out.announced = len(closed), written.announced
     else:
         out.mode = "cold"
         closed = _fetch_newest(series, client, n, now, four_hour, out)[-n:]
-        cache.write(
-            series, closed, checked_upto=_checked_upto(client, tf, now), exhausted=len(closed) < n
+        written = cache.write(
+            series,
+            closed,
+            checked_upto=_checked_upto(client, tf, now),
+            exhausted=len(closed) < n,
+            announce=options.announce,
         )
-        out.candles_written = len(closed)
+        out.candles_written, out.announced = len(closed), written.announced
     if out.mode != "fresh":
         state = cache.state(series, last_closed, n)
-    done = fresh_outcome(series, state, options.min_candles)
+    done = fresh_outcome(series, state, options.min_candles, now=now, n=n)
     out.candles_cached, out.newest_ts, out.gaps = done.candles_cached, done.newest_ts, done.gaps
     out.requests = client.requests_made - requests_before
     out.ready = done.ready
-    if not out.ready:
+    if not out.ready and state.count >= options.min_candles:
+        out.reason = done.reason
+    elif not out.ready:
         out.reason = (
             f"only {out.candles_cached} closed candles exist in the newest "
             f"{max(n, client.cap - 1) + MAX_LOOKBACK_PAGES * (client.cap - 1)} {tf.name} "
@@ -129,9 +121,10 @@ def fill_series(
 
 
 def _checked_upto(client: CoinbaseClient, tf: Timeframe, now: float) -> int:
-    """The newest bucket that had closed on the exchange when we asked."""
-    server = client.last_server_time or now
-    return tf.last_closed_start(min(now, server))
+    """The newest bucket that had closed when we asked, by both clocks (the exchange's may
+    lag: it cannot have had buckets that had not closed for it; see `clock.closed_before`)."""
+    judged = client.last_server_time or now
+    return tf.last_closed_start(min(now, judged))
 
 
 def _fetch_newest(
@@ -189,6 +182,6 @@ def _derive_4h(
     tf4: Timeframe = series.timeframe
     lo, last = tf4.floor(start), tf4.floor(int(end))
     hourly = client.get_candles(series.symbol, H1, lo, last + tf4.seconds - H1.seconds)
-    server_now = client.last_server_time or time.time()
-    hi = min(last + tf4.seconds, H1.floor(int(server_now)))  # [lo, hi) fetched and closed
+    judged = min(time.time(), client.last_server_time or time.time())  # never the exchange's
+    hi = min(last + tf4.seconds, H1.floor(int(judged)))  # [lo, hi) fetched and closed
     return aggregate(hourly, tf4, H1, fetched=(lo, hi))

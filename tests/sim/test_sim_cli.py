@@ -37,3 +37,11 @@ def test_defaults() -> None:
     settings = settings_from(**settings_args(build_parser().parse_args([])))
     assert settings.cap == 300 and settings.four_hour and settings.rate_limits
     assert settings.latency_ms == (0.0, 0.0)
+
+
+def test_processes_and_render_cache_flags() -> None:
+    args = build_parser().parse_args(["--processes", "4", "--render-cache-mb", "0"])
+    settings = settings_from(**settings_args(args))
+    assert (settings.processes, settings.render_cache_mb) == (4, 0)
+    defaults = settings_from(**settings_args(build_parser().parse_args([])))
+    assert (defaults.processes, defaults.render_cache_mb) == (1, 64)

@@ -2,12 +2,11 @@
 
 Every HTTP request takes a token from the fleet budget first, so adding workers never
 adds load on the exchange. Responses become `Candle`s or one exception of the tree in
-`backfill.errors`, each naming product, timeframe and status.
+`core.errors`, each naming product, timeframe and status.
 """
 
 from __future__ import annotations
 
-import email.utils
 import json
 import threading
 import time
@@ -16,22 +15,28 @@ from urllib.parse import urlsplit
 
 import requests
 
-from backfill.errors import (
+from core.candle import Candle, merge
+from core.credentials import Credentials
+from core.errors import (
     AuthError,
     BadRequest,
     ExchangeError,
+    InvalidResponse,
     NotFound,
     RateLimited,
     TransientError,
 )
-from backfill.series import validate_product_id
-from backfill.timeframe import Timeframe
-from workers.candle import Candle, merge, parse_candle
-from workers.coinbase.auth import Credentials, build_jwt
+from core.series import validate_product_id
+from core.text import clean_text
+from core.timeframe import Timeframe
+from workers.coinbase import clock, rows
+from workers.coinbase.auth import build_jwt
+from workers.coinbase.body import BodyError, Deadline, deadline_session, read_body
 
 PRIVATE_PATH = "/api/v3/brokerage/products/{product_id}/candles"
 PUBLIC_PATH = "/api/v3/brokerage/market/products/{product_id}/candles"
 SIGNED_HOST = "api.coinbase.com"
+ERROR_BODY_BYTES = 16 * 1024  # of an error answer: enough for its message, which is cut anyway
 
 
 class RequestBudget(Protocol):
@@ -54,6 +59,10 @@ class CoinbaseClient:
         budget: RequestBudget | None = None,
         timeout: tuple[float, float] = (3.05, 10.0),
         session: requests.Session | None = None,
+        deadline_s: float = 15.0,
+        max_body_bytes: int = 2 * 1024 * 1024,
+        max_reset_s: float = 60.0,
+        max_skew_s: float = 30.0,
     ) -> None:
         if not 2 <= cap <= 350:
             raise ValueError(f"request cap {cap} must be between 2 and 350")
@@ -62,6 +71,10 @@ class CoinbaseClient:
         self.cap = cap
         self.budget = budget
         self.timeout = timeout
+        self.deadline_s = deadline_s
+        self.max_body_bytes = max_body_bytes
+        self.max_reset_s = max_reset_s
+        self.max_skew_s = max_skew_s
         self._session = session
         self._local = threading.local()  # one session and counters per thread (threads pool)
         host = urlsplit(self.base_url).netloc
@@ -71,7 +84,7 @@ class CoinbaseClient:
     @property
     def session(self) -> requests.Session:
         if getattr(self._local, "session", None) is None:
-            self._local.session = self._session or requests.Session()
+            self._local.session = self._session or deadline_session()
         return self._local.session
 
     @property
@@ -81,7 +94,8 @@ class CoinbaseClient:
 
     @property
     def last_server_time(self) -> float | None:
-        """The exchange's clock at this thread's last response."""
+        """The time this thread's last response was judged by: the earlier of our clock and
+        the exchange's `Date` (never ahead of ours)."""
         return getattr(self._local, "server_time", None)
 
     @property
@@ -141,7 +155,11 @@ class CoinbaseClient:
             raise ValueError(f"span {start}..{end} exceeds {self.cap} {timeframe.name} buckets")
         template = PUBLIC_PATH if self.public else PRIVATE_PATH
         path = template.format(product_id=product_id)
-        headers = {"Accept": "application/json", "User-Agent": "candle-backfill/0.1"}
+        headers = {
+            "Accept": "application/json",
+            "Accept-Encoding": "gzip, deflate",
+            "User-Agent": "candle-backfill/0.1",
+        }
         if self.credentials is not None:
             token = build_jwt(self.credentials, "GET", self._signed_host, path)
             headers["Authorization"] = f"Bearer {token}"
@@ -150,49 +168,74 @@ class CoinbaseClient:
         if self.budget is not None:
             self.budget.acquire()
         self._local.requests = self.requests_made + 1
-        try:
-            resp = self.session.get(
-                self.base_url + path, params=params, headers=headers, timeout=self.timeout
-            )
-        except requests.Timeout:
-            raise TransientError("request timed out", **where) from None
-        except requests.RequestException as e:
-            raise TransientError(f"connection failed ({type(e).__name__})", **where) from None
-        server_time = _server_time(resp)
-        self._local.server_time = server_time
-        if resp.status_code != 200:
-            raise self._error(resp, where)
-        try:
-            body = resp.json()
-            raw = body["candles"]
-            if not isinstance(raw, list):
-                raise TypeError("candles is not a list")
-        except (ValueError, KeyError, TypeError) as e:
-            kind = "HTML" if "html" in resp.headers.get("Content-Type", "") else "unexpected"
-            raise TransientError(
-                f"{kind} body instead of candles JSON ({type(e).__name__})", status=200, **where
-            ) from None
-        try:
-            if newest is not None and len(raw) > newest:
-                # Coinbase sends newest first; sorting makes that a fact, not an assumption
-                # (the original backfill kept the oldest 100 of a newest-first page).
-                raw = sorted(raw, key=_start_of, reverse=True)[:newest]
-            return [parse_candle(c, timeframe, server_time) for c in raw]
-        except ExchangeError as e:
-            raise TransientError(str(e).split(": ", 1)[-1], status=200, **where) from None
+        with Deadline(self.deadline_s) as deadline:
+            resp = self._send(path, params, headers, deadline, where)
+            try:
+                now = time.time()
+                closed_before = clock.closed_before(
+                    resp.headers.get("Date"), now, self.max_skew_s, urlsplit(self.base_url).netloc
+                )
+                self._local.server_time = closed_before
+                if resp.status_code != 200:
+                    raise self._error(resp, deadline, where)
+                try:
+                    body = read_body(resp, self.max_body_bytes, deadline)
+                    found = rows.select(
+                        rows.candle_rows(body), timeframe, start, end,
+                        now=now, closed_before=closed_before, newest=newest,
+                    )  # fmt: skip
+                except (BodyError, rows.BadRows) as e:
+                    raise InvalidResponse(clean_text(e), status=200, **where) from None
+            except BaseException:
+                resp.close()  # never back into the pool: it may be half read or shut down
+                raise
+        resp.raw.release_conn()
+        return found
 
-    def _error(self, resp: requests.Response, where: dict) -> ExchangeError:
+    def _send(
+        self, path: str, params: dict, headers: dict, deadline: Deadline, where: dict
+    ) -> requests.Response:
+        try:
+            return self.session.get(
+                self.base_url + path,
+                params=params,
+                headers=headers,
+                timeout=self.timeout,
+                stream=True,
+                allow_redirects=False,  # Coinbase does not redirect candles: never follow
+            )
+        except requests.RequestException as e:
+            if deadline.expired:
+                raise TransientError(
+                    f"no answer within the {self.deadline_s:g}s deadline", **where
+                ) from None
+            if isinstance(e, requests.Timeout):
+                raise TransientError("request timed out", **where) from None
+            raise TransientError(f"connection failed ({type(e).__name__})", **where) from None
+
+    def _error(self, resp: requests.Response, deadline: Deadline, where: dict) -> ExchangeError:
         status = resp.status_code
-        text = resp.text[:300]
+        if 300 <= status < 400:
+            return InvalidResponse(f"redirect {status} not followed", status=status, **where)
+        try:
+            raw = read_body(resp, ERROR_BODY_BYTES, deadline)
+        except BodyError as e:
+            raw = clean_text(e).encode()
+        text = raw[:4096].decode("utf-8", "replace")
         detail = text
         try:
             body = json.loads(text)
             if isinstance(body, dict):
                 detail = str(body.get("error_details") or body.get("message") or text)
-        except ValueError:
+        except (ValueError, RecursionError):
             pass
+        detail = clean_text(detail, 200)
         if status == 429:
-            reset = _float(resp.headers.get("x-ratelimit-reset"))
+            reset = clock.reset_after(
+                resp.headers.get("x-ratelimit-reset") or resp.headers.get("Retry-After"),
+                time.time(),
+                self.max_reset_s,
+            )
             if self.budget is not None:
                 self.budget.throttled(reset)
             html = "HTML " if text.lstrip().startswith("<") else ""
@@ -205,32 +248,4 @@ class CoinbaseClient:
             return NotFound(f"unknown product ({detail})", status=status, **where)
         if status == 400:
             return BadRequest(f"bad request ({detail})", detail=detail, status=status, **where)
-        return TransientError(f"exchange error ({text[:80]!r})", status=status, **where)
-
-
-def _start_of(raw: object) -> int:
-    try:
-        return int(str(raw["start"]))  # type: ignore[index]
-    except (KeyError, TypeError, ValueError):
-        raise TransientError(f"malformed candle {raw!r}") from None
-
-
-def _float(value: str | None) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _server_time(resp: requests.Response) -> float:
-    """The exchange's clock (from `Date`), so 'closed' means closed on the exchange.
-
-    `Date` has whole seconds and rounds down, so a bucket judged closed really is.
-    """
-    date = resp.headers.get("Date")
-    if date:
-        try:
-            return email.utils.parsedate_to_datetime(date).timestamp()
-        except (TypeError, ValueError):
-            pass
-    return time.time()
+        return TransientError(f"exchange error ({clean_text(text, 80)})", status=status, **where)

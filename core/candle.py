@@ -1,0 +1,139 @@
+"""One OHLCV candle: parsed from the exchange's strings, validated, written as the cache's JSON."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from core.errors import TransientError
+from core.jsnum import js_number
+from core.text import clean_text
+from core.timeframe import Timeframe
+
+
+@dataclass(frozen=True, slots=True)
+class Candle:
+    start: int  # bucket start, UNIX seconds
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    closed: bool = True
+    # The exchange's exact decimal text, so that summing volumes (4h from 1h) gives the
+    # float the exchange's own 4h candle parses to, not one rounded differently.
+    volume_text: str | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def timestamp_ms(self) -> int:
+        return self.start * 1000
+
+    def problem(self, timeframe: Timeframe) -> str | None:
+        """Why this candle must not be cached, or None when it is sound."""
+        values = (self.open, self.high, self.low, self.close, self.volume)
+        if not all(isinstance(v, float) and math.isfinite(v) for v in values):
+            return "non-finite value"
+        if self.start <= 0 or self.start % timeframe.seconds:
+            return f"start {self.start} is not aligned to {timeframe.name}"
+        if min(self.open, self.high, self.low, self.close) <= 0:
+            return "price <= 0"
+        if self.volume < 0:
+            return "volume < 0"
+        if not (self.low <= min(self.open, self.close) and max(self.open, self.close) <= self.high):
+            return "low <= open/close <= high does not hold"
+        return None
+
+    def member(self, symbol: str, timeframe: str) -> str:
+        """The cache contract's member, byte for byte what the platform's own writer stores
+        (`JSON.stringify`: keys in the contract's order, numbers as JavaScript prints them,
+        `310` not `310.0`). Symbol and timeframe are validated names: no escaping needed."""
+        return (
+            f'{{"timestamp":{self.start * 1000},"open":{js_number(self.open)},'
+            f'"high":{js_number(self.high)},"low":{js_number(self.low)},'
+            f'"close":{js_number(self.close)},"volume":{js_number(self.volume)},'
+            f'"symbol":"{symbol}","timeframe":"{timeframe}"}}'
+        )
+
+
+def parse_candle(raw: Mapping[str, object], timeframe: Timeframe, closed_before: float) -> Candle:
+    """Parse one exchange candle; `closed_before` is the exchange time at the response.
+
+    A malformed candle means the exchange sent something broken, which a retry may fix.
+    """
+    try:
+        start = int(str(raw["start"]))
+        candle = Candle(
+            start=start,
+            open=float(str(raw["open"])),
+            high=float(str(raw["high"])),
+            low=float(str(raw["low"])),
+            close=float(str(raw["close"])),
+            volume=float(str(raw["volume"])),
+            closed=start + timeframe.seconds <= closed_before,
+            volume_text=str(raw["volume"]),
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        shown = clean_text(repr(raw)[:400], 160)
+        raise TransientError(f"malformed candle {shown}: {clean_text(e, 80)}") from None
+    problem = candle.problem(timeframe)
+    if problem:
+        raise TransientError(f"invalid candle at {candle.start}: {problem}")
+    return candle
+
+
+def merge(*pages: Iterable[Candle]) -> list[Candle]:
+    """Merge pages into one oldest-first list with one candle per bucket.
+
+    Where pages overlap, a closed candle wins over an in-progress one, and a later page
+    wins over an earlier one (it saw more of the bucket).
+    """
+    by_start: dict[int, Candle] = {}
+    for page in pages:
+        for c in page:
+            old = by_start.get(c.start)
+            if old is None or c.closed or not old.closed:
+                by_start[c.start] = c
+    return [by_start[s] for s in sorted(by_start)]
+
+
+def aggregate(
+    children: list[Candle], into: Timeframe, child: Timeframe, *, fetched: tuple[int, int]
+) -> list[Candle]:
+    """Build `into` buckets from closed `child` buckets (e.g. 4h from 1h).
+
+    `fetched` is the [from, to) range of child buckets that was fetched and has closed.
+    Only `into` buckets whose whole span lies inside it are built; an absent child means
+    no trades, and a bucket with no child at all stays absent: candles are never invented.
+    """
+    if into.seconds % child.seconds:
+        raise ValueError(f"{into.name} is not a multiple of {child.name}")
+    lo, hi = fetched
+    groups: dict[int, list[Candle]] = {}
+    for c in children:
+        if c.closed and lo <= c.start and c.start + child.seconds <= hi:
+            groups.setdefault(into.floor(c.start), []).append(c)
+    out = []
+    for start in sorted(groups):
+        if start < lo or start + into.seconds > hi:
+            continue
+        g = groups[start]
+        if all(c.volume_text for c in g):
+            exact = sum((Decimal(c.volume_text) for c in g), Decimal(0))
+            volume, text = float(exact), str(exact)
+        else:
+            volume, text = round(math.fsum(c.volume for c in g), 8), None
+        out.append(
+            Candle(
+                start=start,
+                open=g[0].open,
+                high=max(c.high for c in g),
+                low=min(c.low for c in g),
+                close=g[-1].close,
+                volume=volume,
+                closed=True,
+                volume_text=text,
+            )
+        )
+    return out

@@ -1,0 +1,67 @@
+"""One run's parameters (the seed's `BackfillConfig`), with the original service's defaults.
+
+Validated before anything is enqueued; its `task_options` are what travels in every
+series task's arguments, so nothing secret is ever in here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from core.errors import InvalidInput
+from core.series import parse_symbols
+from core.timeframe import TIMEFRAME_PRIORITY, parse_timeframes
+
+DEFAULT_SYMBOLS: tuple[str, ...] = (
+    "BTC-USD", "ETH-USD", "SOL-USD", "XRP-USD", "ADA-USD",
+    "DOGE-USD", "AVAX-USD", "LINK-USD", "DOT-USD", "LTC-USD",
+    "BCH-USD", "POL-USD", "UNI-USD", "ATOM-USD", "XLM-USD",
+    "ETC-USD", "FIL-USD", "AAVE-USD", "ALGO-USD", "NEAR-USD",
+    "APT-USD", "ARB-USD", "OP-USD", "SHIB-USD", "ICP-USD",
+)  # fmt: skip
+MAX_CACHED = 1000  # the cache contract trims every series to its newest 1000 members
+MIN_CANDLES = 60  # MACD-V needs 60 closed candles to be trusted
+
+
+@dataclass(frozen=True)
+class BackfillConfig:
+    """One run's parameters (the seed's `BackfillConfig`)."""
+
+    symbols: tuple[str, ...] = DEFAULT_SYMBOLS
+    timeframes: tuple[str, ...] = TIMEFRAME_PRIORITY
+    candle_count: int = 100
+    min_candles: int = MIN_CANDLES
+    user_id: int = 1
+    exchange_id: int = 1
+    full: bool = False  # ignore what the cache holds and refetch every series
+
+    def validated(self) -> BackfillConfig:
+        """Check everything a user can get wrong, before anything is enqueued."""
+        symbols = tuple(parse_symbols(list(self.symbols)))
+        timeframes = tuple(tf.name for tf in parse_timeframes(list(self.timeframes)))
+        if not isinstance(self.candle_count, int) or not (
+            self.min_candles <= self.candle_count <= MAX_CACHED
+        ):
+            raise InvalidInput(
+                f"candle count {self.candle_count!r} is out of range: it must be between "
+                f"{self.min_candles} (the minimum a series needs to be ready) and {MAX_CACHED} "
+                "(what the cache keeps)"
+            )
+        for name in ("user_id", "exchange_id"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise InvalidInput(f"{name} {value!r} must be a non-negative integer")
+        return replace(self, symbols=symbols, timeframes=timeframes)
+
+    def task_options(self) -> dict:
+        """What every task of the run needs; never anything secret."""
+        return {
+            "candle_count": self.candle_count,
+            "min_candles": self.min_candles,
+            "user_id": self.user_id,
+            "exchange_id": self.exchange_id,
+            "full": self.full,
+        }
+
+
+DEFAULT_BACKFILL_CONFIG = BackfillConfig()

@@ -1,0 +1,107 @@
+"""A run's records in Redis: its plan, each series' outcome as it lands, and its gate.
+
+Both planes use it: the dispatcher creates the run, series tasks record outcomes, the
+chord callback opens the gate, the CLI reads all of it. Kept 7 days (key names in
+`core.keys`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from secrets import token_hex
+
+import redis
+
+from core import keys
+from core.outcome import Outcome
+
+RUN_TTL_S = 7 * 24 * 3600
+
+
+def new_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + token_hex(3)
+
+
+class RunStore:
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+
+    def create(self, run_id: str, series: list[str], meta: dict) -> None:
+        pipe = self.redis.pipeline()
+        pipe.hset(
+            keys.run(run_id),
+            mapping={
+                "total": len(series),
+                "started_at": f"{time.time():.3f}",
+                "series": json.dumps(series),
+                **{k: json.dumps(v) for k, v in meta.items()},
+            },
+        )
+        pipe.expire(keys.run(run_id), RUN_TTL_S)
+        pipe.set(keys.RUN_LATEST, run_id, ex=RUN_TTL_S)
+        pipe.execute()
+
+    def meta(self, run_id: str) -> dict | None:
+        raw = self.redis.hgetall(keys.run(run_id))
+        if not raw:
+            return None
+        out = {k.decode(): v.decode() for k, v in raw.items()}
+        out["total"] = int(out["total"])
+        out["started_at"] = float(out["started_at"])
+        out["series"] = json.loads(out["series"])
+        return out
+
+    def latest(self) -> str | None:
+        v = self.redis.get(keys.RUN_LATEST)
+        return v.decode() if v else None
+
+    def record(self, run_id: str, *outcomes: Outcome) -> None:
+        """Store series outcomes and tell progress watchers (one round trip)."""
+        if not outcomes:
+            return
+        key = keys.run(run_id, "outcomes")
+        pipe = self.redis.pipeline()
+        pipe.hset(key, mapping={o.series: o.to_json() for o in outcomes})
+        pipe.expire(key, RUN_TTL_S)
+        pipe.publish(keys.progress_channel(run_id), str(len(outcomes)))
+        pipe.execute()
+
+    def outcomes(self, run_id: str, series: list[str] | None = None) -> dict[str, Outcome]:
+        """Outcomes recorded so far (only those of `series`, if given)."""
+        key = keys.run(run_id, "outcomes")
+        if series is None:
+            raw = self.redis.hgetall(key)
+            return {k.decode(): Outcome.from_json(v) for k, v in raw.items()}
+        if not series:
+            return {}
+        values = self.redis.hmget(key, series)
+        return {name: Outcome.from_json(v) for name, v in zip(series, values, strict=True) if v}
+
+    def completed(self, run_id: str) -> int:
+        return int(self.redis.hlen(keys.run(run_id, "outcomes")))
+
+    def set_flag(self, run_id: str, name: str) -> None:
+        pipe = self.redis.pipeline()
+        pipe.hset(keys.run(run_id, "flags"), name, "1")
+        pipe.expire(keys.run(run_id, "flags"), RUN_TTL_S)
+        pipe.execute()
+
+    def has_flag(self, run_id: str, name: str) -> bool:
+        return bool(self.redis.hexists(keys.run(run_id, "flags"), name))
+
+    def count_callback(self, run_id: str) -> int:
+        """How often the chord callback ran for this run (tests check: once)."""
+        return int(self.redis.incr(keys.run(run_id, "callbacks")))
+
+    def open_gate(self, summary: dict) -> None:
+        """Write the run's summary and wake every waiter (`backfill.gate.wait_ready`)."""
+        pipe = self.redis.pipeline()
+        pipe.set(keys.gate(summary["run_id"]), json.dumps(summary), ex=RUN_TTL_S)
+        pipe.publish(keys.GATE_CHANNEL, summary["run_id"])
+        pipe.execute()
+
+    def gate(self, run_id: str) -> dict | None:
+        raw = self.redis.get(keys.gate(run_id))
+        return json.loads(raw) if raw else None

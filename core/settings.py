@@ -1,0 +1,168 @@
+"""Operator settings from the environment and `.env` (names as in the README).
+
+Both planes read the same environment, so there is one model: the dispatcher takes the
+run's defaults from it, a worker its exchange, budget and cache settings. Nothing reads
+it at import: `load_settings()` is called when a process starts its work.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pydantic import SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.config import DEFAULT_SYMBOLS, MIN_CANDLES, BackfillConfig
+from core.credentials import Credentials, load_credentials
+from core.errors import InvalidInput
+from core.text import split_names
+from core.timeframe import TIMEFRAME_PRIORITY
+
+COINBASE_URL = "https://api.coinbase.com"
+
+
+class Settings(BaseSettings):
+    """Operator settings; every field is read from the same-named env var or `.env`."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    cache_redis_url: str | None = None
+    coinbase_api_base_url: str = COINBASE_URL
+    coinbase_api_key_file: Path | None = None
+    coinbase_api_key_name: str | None = None
+    coinbase_api_private_key: SecretStr | None = None
+    backfill_symbols: str = ",".join(DEFAULT_SYMBOLS)
+    backfill_timeframes: str = ",".join(TIMEFRAME_PRIORITY)
+    backfill_candle_count: int = 100
+    backfill_min_candles: int = MIN_CANDLES
+    backfill_user_id: int = 1
+    backfill_exchange_id: int = 1
+    backfill_worker_rate_limit: str = "5/s"
+    backfill_fleet_rate: float | None = None  # default: 25/s with a key, 8/s public
+    backfill_request_cap: int = 300
+    backfill_max_retries: int = 10
+    backfill_request_timeout_s: float = 10.0
+    backfill_cache_ttl_s: int = 86400
+    backfill_visibility_timeout_s: int = 900
+    backfill_log_json: bool | None = None
+    backfill_settle_s: float = 3.0  # after a bucket close, before its refresh is enqueued
+    backfill_breaker_failures: int = 5  # consecutive exchange failures that open the breaker
+    backfill_breaker_cooldown_s: float = 15.0  # open this long, then one probe
+    backfill_request_deadline_s: float = 15.0  # one request in all: connect, headers, body
+    backfill_max_body_bytes: int = 2 * 1024 * 1024  # raw and decompressed
+    backfill_max_reset_s: float = 60.0  # longest pause a 429's reset header may cause
+    backfill_max_clock_skew_s: float = 30.0  # beyond it the exchange's Date is logged
+    backfill_exhausted_recheck_s: int = 3600  # 'no older candles' is believed this long
+
+    @field_validator(
+        "cache_redis_url",
+        "coinbase_api_key_file",
+        "coinbase_api_key_name",
+        "coinbase_api_private_key",
+        "backfill_fleet_rate",
+        "backfill_log_json",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, v: object) -> object:
+        """`VAR=` in an env file or compose means 'not set', not an empty path or key."""
+        return None if isinstance(v, str) and not v.strip() else v
+
+    @field_validator("backfill_worker_rate_limit")
+    @classmethod
+    def _rate_limit(cls, v: str) -> str:
+        v = v.strip()
+        if v and not re.fullmatch(r"\d+(\.\d+)?(/[smh])?", v):
+            raise ValueError(
+                f"BACKFILL_WORKER_RATE_LIMIT {v!r} must look like 5/s, 300/m or 100/h (or be empty)"
+            )
+        return v
+
+    @field_validator("backfill_settle_s")
+    @classmethod
+    def _settle(cls, v: float) -> float:
+        if not 0 <= v <= 50:
+            raise ValueError(f"BACKFILL_SETTLE_S {v} must be between 0 and 50 seconds")
+        return v
+
+    @field_validator("backfill_request_cap")
+    @classmethod
+    def _cap(cls, v: int) -> int:
+        if not 2 <= v <= 350:
+            raise ValueError(f"BACKFILL_REQUEST_CAP {v} must be between 2 and 350")
+        return v
+
+    @field_validator(
+        "backfill_request_deadline_s",
+        "backfill_max_body_bytes",
+        "backfill_max_reset_s",
+        "backfill_max_clock_skew_s",
+        "backfill_breaker_failures",
+        "backfill_breaker_cooldown_s",
+    )
+    @classmethod
+    def _positive(cls, v: float, info) -> float:
+        if not v > 0:
+            raise ValueError(f"{info.field_name.upper()} {v} must be > 0")
+        return v
+
+    def task_time_limits(self) -> tuple[float, float]:
+        """(soft, hard) seconds for one task: both below the visibility timeout, so that a
+        task stuck on the exchange fails (and retries) before its message is redelivered."""
+        vt = self.backfill_visibility_timeout_s
+        soft = min(120.0, vt * 0.6)
+        return soft, min(soft + 10.0, vt * 0.9)
+
+    @property
+    def cache_url(self) -> str:
+        return self.cache_redis_url or self.redis_url
+
+    @property
+    def has_key(self) -> bool:
+        return bool(self.coinbase_api_key_file or self.coinbase_api_key_name)
+
+    def fleet_rate(self) -> float:
+        if self.backfill_fleet_rate is not None:
+            if self.backfill_fleet_rate <= 0:
+                raise InvalidInput(f"BACKFILL_FLEET_RATE {self.backfill_fleet_rate} must be > 0")
+            return self.backfill_fleet_rate
+        return 25.0 if self.has_key else 8.0
+
+    def credentials(self) -> Credentials | None:
+        """The parsed API key, or None for the public endpoint; raises `InvalidInput`."""
+        secret = self.coinbase_api_private_key
+        return load_credentials(
+            self.coinbase_api_key_file,
+            self.coinbase_api_key_name,
+            secret.get_secret_value() if secret else None,
+        )
+
+    def backfill_config(self) -> BackfillConfig:
+        return BackfillConfig(
+            symbols=tuple(split_names(self.backfill_symbols)),
+            timeframes=tuple(split_names(self.backfill_timeframes)),
+            candle_count=self.backfill_candle_count,
+            min_candles=self.backfill_min_candles,
+            user_id=self.backfill_user_id,
+            exchange_id=self.backfill_exchange_id,
+        )
+
+
+def load_settings(**overrides) -> Settings:
+    return Settings(**overrides)
+
+
+def redact_url(url: str) -> str:
+    """A Redis URL safe to print: the password replaced."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+__all__ = ["Settings", "load_settings", "redact_url"]

@@ -1,0 +1,62 @@
+"""Retry countdowns (README, "The request budget" and "When ... the exchange fails"):
+exponential backoff with full jitter, at least the exchange's reset time, and never as long
+as the broker's visibility timeout (a countdown is a message the worker holds unacked)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from core.errors import RateLimited, TransientError
+from core.settings import load_settings
+from workers.resources import WorkerResources
+from workers.tasks import retry_countdown
+
+DRAWS = 400
+
+
+def draws(retries: int, error, retry_max_s: float) -> list[float]:
+    random.seed(retries)  # reproducible; the bounds below hold for any draw
+    return [retry_countdown(retries, error, retry_max_s) for _ in range(DRAWS)]
+
+
+@pytest.mark.parametrize("reset_after", [0.7, 3.0, 12.5])
+def test_a_429_waits_at_least_the_reset_time(reset_after):
+    error = RateLimited("429", reset_after=reset_after, status=429)
+    for retries in (0, 1, 3):
+        got = draws(retries, error, 60.0)
+        assert min(got) >= reset_after  # the exchange said when: never earlier
+
+
+def test_reset_time_beyond_the_cap_is_capped():
+    error = RateLimited("429", reset_after=500.0, status=429)
+    assert max(draws(0, error, 20.0)) <= 20.0
+
+
+@pytest.mark.parametrize("retries", [0, 2, 5, 9, 30])
+def test_backoff_is_exponential_with_full_jitter_and_capped(retries):
+    cap = 20.0
+    got = draws(retries, TransientError("503", status=503), cap)
+    ceiling = min(cap, 1.0 * 2**retries)
+    assert all(0 < c <= ceiling for c in got)
+    # full jitter: spread over (0, ceiling], not pinned to it or to the floor
+    assert min(got) < 0.35 * ceiling + 0.2 and max(got) > 0.65 * ceiling
+
+
+@pytest.mark.parametrize(
+    "visibility_s,cap_s",
+    [(900, 60.0), (120, 40.0), (8, 8 / 3), (3, 2.0)],
+)
+def test_countdown_cap_stays_below_the_visibility_timeout(visibility_s, cap_s):
+    res = WorkerResources(load_settings(backfill_visibility_timeout_s=visibility_s)).get()
+    assert res.retry_max_s == pytest.approx(cap_s)
+    assert res.retry_max_s < visibility_s
+    # whatever happened, the countdown a task asks for is below the visibility timeout
+    worst = [
+        *draws(40, TransientError("timeout"), res.retry_max_s),
+        *draws(0, RateLimited("429", reset_after=10_000.0, status=429), res.retry_max_s),
+    ]
+    assert max(worst) <= res.retry_max_s < visibility_s
+    # and so is the time a task may wait for a budget slot (it holds its message meanwhile)
+    assert res.budget.max_wait_s <= res.retry_max_s

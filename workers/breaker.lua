@@ -1,0 +1,46 @@
+-- The fleet's circuit breaker for one exchange budget (one hash, shared by every worker).
+-- KEYS[1] breaker hash: state (closed|open), failures, until_ms (open until), probe_ms
+-- KEYS[2] set: the series that failed since the last success
+-- ARGV[1] op: allow | success | failure; ARGV[2] failures that open it; ARGV[3] cool-down ms;
+-- ARGV[4] the failing series. It opens only when the failures span two series or more:
+-- one bad product (or one slow path) is that series' problem, not the exchange's.
+-- returns {verdict, transition}: allow -> 1 (go) or 0 (do not ask the exchange);
+-- transition is 'opened', 'closed' or '' so exactly one worker logs each change.
+local key = KEYS[1]
+local op = ARGV[1]
+local threshold = tonumber(ARGV[2])
+local cooldown = tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local state = redis.call('HGET', key, 'state') or 'closed'
+local keep = cooldown * 20 + 60000
+if op == 'allow' then
+  if state ~= 'open' then return {1, ''} end
+  local until_ms = tonumber(redis.call('HGET', key, 'until_ms') or '0')
+  if now < until_ms then return {0, ''} end
+  -- cooled down: one probe at a time (a probe that never reports frees itself after cooldown)
+  local probe = tonumber(redis.call('HGET', key, 'probe_ms') or '0')
+  if probe > 0 and now < probe + cooldown then return {0, ''} end
+  redis.call('HSET', key, 'probe_ms', now)
+  return {1, ''}
+elseif op == 'success' then
+  redis.call('DEL', KEYS[2])
+  if state == 'open' then
+    redis.call('DEL', key)
+    return {1, 'closed'}
+  end
+  redis.call('HSET', key, 'failures', 0)
+  redis.call('PEXPIRE', key, keep)
+  return {1, ''}
+else
+  local failures = redis.call('HINCRBY', key, 'failures', 1)
+  redis.call('SADD', KEYS[2], ARGV[4])
+  redis.call('PEXPIRE', KEYS[2], keep)
+  local transition = ''
+  if state == 'open' or (failures >= threshold and redis.call('SCARD', KEYS[2]) >= 2) then
+    if state ~= 'open' then transition = 'opened' end
+    redis.call('HSET', key, 'state', 'open', 'until_ms', now + cooldown, 'probe_ms', 0)
+  end
+  redis.call('PEXPIRE', key, keep)
+  return {0, transition}
+end

@@ -1,0 +1,70 @@
+"""A fleet-wide circuit breaker: while the exchange keeps failing, stop asking it.
+
+After `failures` consecutive failures that say the exchange is down (5xx, timeouts,
+dropped connections, 429s; not a malformed answer) anywhere in the fleet, spanning at
+least two series, the breaker opens: no worker sends a request for `cooldown_s`; then one probe
+goes out; success closes it, failure opens it again. State lives in Redis (one hash per
+exchange budget), so every worker and every task family sees the same breaker, and the
+transitions are logged once (`breaker_open`, `breaker_closed`).
+"""
+
+from __future__ import annotations
+
+import logging
+from importlib import resources
+
+import redis
+
+from core import keys
+from core.errors import CircuitOpen, InvalidResponse, RateLimited, TransientError
+from core.logs import log_event
+
+log = logging.getLogger("backfill.breaker")
+
+
+class Breaker:
+    def __init__(
+        self, client: redis.Redis, budget_name: str, *, failures: int = 5, cooldown_s: float = 15.0
+    ) -> None:
+        self.redis = client
+        self.keys = keys.breaker(budget_name)
+        self.failures = failures
+        self.cooldown_ms = int(cooldown_s * 1000)
+        self._script = client.register_script(
+            resources.files("workers").joinpath("breaker.lua").read_text()
+        )
+
+    def _call(self, op: str, series: str = "") -> tuple[int, str]:
+        verdict, transition = self._script(
+            keys=self.keys, args=[op, self.failures, self.cooldown_ms, series]
+        )
+        transition = transition.decode() if isinstance(transition, bytes) else transition
+        if transition == "opened":
+            log_event(log, "breaker_open", level=logging.WARNING, failures=self.failures,
+                      cooldown_s=self.cooldown_ms / 1000)  # fmt: skip
+        elif transition == "closed":
+            log_event(log, "breaker_closed")
+        return int(verdict), transition
+
+    def check(self, product: str = "", timeframe: str = "") -> None:
+        """Raise `CircuitOpen` (retryable, no request made) while the breaker is open."""
+        if not self._call("allow")[0]:
+            raise CircuitOpen(
+                "the exchange keeps failing: circuit breaker open, not asking",
+                product=product,
+                timeframe=timeframe,
+            )
+
+    def success(self) -> None:
+        self._call("success")
+
+    def failure(self, series: str) -> None:
+        self._call("failure", series)
+
+
+def counts_against_exchange(error: BaseException) -> bool:
+    """Failures that say the exchange is down; a malformed or oversized answer, a budget
+    wait or the breaker itself do not."""
+    return isinstance(error, RateLimited | TransientError) and not isinstance(
+        error, InvalidResponse
+    )

@@ -1,0 +1,158 @@
+"""Reading an exchange answer within limits: one total deadline, one size cap.
+
+A per-read timeout restarts with every byte, so a server that trickles its answer (or its
+headers) can hold a worker forever; `Deadline` instead shuts the request's socket down when
+its total time is up, whatever phase the request is in. `read_body` streams the body and
+stops at `max_bytes` both before and after decompression, so neither a huge answer nor a
+compression bomb can take the worker's memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+import zlib
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+CHUNK = 64 * 1024
+_current = threading.local()  # the Deadline of the request this thread is making
+
+
+class BodyError(Exception):
+    """The body broke a limit (size, encoding, deadline); the message says which."""
+
+
+class Deadline:
+    """A total time budget for one request (connect + headers + body), enforced by a timer
+    that shuts the connection's socket down when it is spent."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.end = time.monotonic() + seconds
+        self.expired = False
+        self._conn: object | None = None
+        self._sock: socket.socket | None = None
+        self._done = threading.Event()
+        self._timer = threading.Timer(seconds, self._cut)
+        self._timer.daemon = True
+
+    def __enter__(self) -> Deadline:
+        _current.deadline = self
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._timer.cancel()
+        _current.deadline = None
+
+    def attach(self, conn: object) -> None:
+        self._conn = conn
+
+    def attach_response(self, resp: requests.Response) -> None:
+        """The body's socket: a connection that will close hands it to the response."""
+        fp = getattr(getattr(resp.raw, "_fp", None), "fp", None)
+        sock = getattr(getattr(fp, "raw", None), "_sock", None)
+        if isinstance(sock, socket.socket):
+            self._sock = sock
+
+    def check(self) -> None:
+        if self.expired or time.monotonic() >= self.end:
+            self.expired = True
+            raise BodyError(f"no complete answer within the {self.seconds:g}s deadline")
+
+    def _cut(self) -> None:
+        self.expired = True
+        # Until the request returns: the socket may not exist yet (still connecting).
+        while True:
+            for sock in (getattr(self._conn, "sock", None), self._sock):
+                if sock is not None:
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)
+            if self._done.wait(0.05):
+                return
+
+
+class _WatchedHTTPPool(HTTPConnectionPool):
+    def _make_request(self, conn, *args, **kwargs):  # type: ignore[override]
+        deadline = getattr(_current, "deadline", None)
+        if deadline is not None:
+            deadline.attach(conn)
+        return super()._make_request(conn, *args, **kwargs)
+
+
+class _WatchedHTTPSPool(HTTPSConnectionPool):
+    _make_request = _WatchedHTTPPool._make_request  # type: ignore[assignment]
+
+
+class DeadlineAdapter(HTTPAdapter):
+    """Lets a `Deadline` reach the connection a request runs on."""
+
+    def init_poolmanager(self, *args, **kwargs) -> None:  # type: ignore[override]
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _WatchedHTTPPool,
+            "https": _WatchedHTTPSPool,
+        }
+
+
+def deadline_session() -> requests.Session:
+    session = requests.Session()
+    adapter = DeadlineAdapter()
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def read_body(resp: requests.Response, max_bytes: int, deadline: Deadline) -> bytes:
+    """The decoded body of a streamed response, or `BodyError` past a limit."""
+    declared = resp.headers.get("Content-Length", "")
+    if declared.strip().isdigit() and int(declared) > max_bytes:
+        raise BodyError(f"body of {int(declared)} bytes is over the {max_bytes}-byte cap")
+    deadline.attach_response(resp)
+    decoder = _decoder(resp.headers.get("Content-Encoding", ""))
+    parts: list[bytes] = []
+    raw = decoded = 0
+    try:
+        while True:
+            deadline.check()
+            chunk = resp.raw.read(CHUNK, decode_content=False)
+            if not chunk:
+                break
+            raw += len(chunk)
+            if raw > max_bytes:
+                raise BodyError(f"body over the {max_bytes}-byte cap")
+            if decoder is None:
+                parts.append(chunk)
+                continue
+            data = chunk
+            while data:  # never more than the cap's worth of output at once
+                piece = decoder.decompress(data, max_length=max_bytes - decoded + 1)
+                decoded += len(piece)
+                if decoded > max_bytes:
+                    raise BodyError(f"decompressed body over the {max_bytes}-byte cap")
+                parts.append(piece)
+                data = decoder.unconsumed_tail
+    except (zlib.error, EOFError) as e:
+        raise BodyError(f"corrupt compressed body ({type(e).__name__})") from None
+    except Exception as e:  # the socket was shut down under a read, or the peer hung up
+        if isinstance(e, BodyError):
+            raise
+        deadline.check()
+        raise BodyError(f"body cut short ({type(e).__name__})") from None
+    deadline.check()  # a shut-down socket reads as a clean end of a close-delimited body
+    return b"".join(parts)
+
+
+def _decoder(encoding: str):
+    enc = encoding.strip().lower()
+    if enc in ("", "identity"):
+        return None
+    if enc in ("gzip", "x-gzip", "deflate"):
+        return zlib.decompressobj(32 + zlib.MAX_WBITS)  # gzip or zlib header, detected
+    raise BodyError(f"unsupported Content-Encoding {encoding[:40]!r}")

@@ -1,0 +1,119 @@
+"""What a worker process holds: settings, Redis clients, the exchange client, the budget.
+
+Built on first use in each process (after the pool forks: sockets must not be shared), so
+settings are read when the worker starts working, never at import.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+
+import redis
+
+from core import keys
+from core.credentials import budget_name
+from core.errors import InvalidInput
+from core.run import RunStore
+from core.series import Series
+from core.settings import Settings, load_settings
+from workers.breaker import Breaker
+from workers.budget import FleetBudget
+from workers.cache import CandleCache
+from workers.coinbase.client import CoinbaseClient
+
+log = logging.getLogger("backfill.worker")
+
+
+class WorkerResources:
+    """Per-process clients; `get()` builds them once per process."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self._settings = settings
+        self._pid: int | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> WorkerResources:
+        with self._lock:
+            if self._pid != os.getpid():
+                self._build()
+        return self
+
+    @property
+    def retry_max_s(self) -> float:
+        """A countdown is an ETA message held unacked by the worker: keep it well under the
+        broker's visibility timeout or the message is redelivered and runs twice."""
+        return max(2.0, min(60.0, self.settings.backfill_visibility_timeout_s / 3))
+
+    def _build(self) -> None:
+        s = self.settings = self._settings or load_settings()
+        self.broker = redis.Redis.from_url(s.redis_url, socket_timeout=10)
+        self.runs = RunStore(self.broker)
+        self.config_error: InvalidInput | None = None
+        try:
+            creds = s.credentials()
+        except InvalidInput as e:  # every task fails with this reason; nothing is fetched
+            log.error("worker configuration is invalid: %s", e)
+            self.config_error, creds = e, None
+        budget = budget_name(creds.name if creds else None)
+        self.breaker = Breaker(
+            self.broker,
+            budget,
+            failures=s.backfill_breaker_failures,
+            cooldown_s=s.backfill_breaker_cooldown_s,
+        )
+        self.budget = FleetBudget(
+            self.broker,
+            budget,
+            s.fleet_rate(),
+            # A task waiting for a budget slot holds its message: give up (and retry) first.
+            max_wait_s=max(2.0, min(30.0, s.backfill_visibility_timeout_s / 3)),
+            max_reset_s=s.backfill_max_reset_s,
+        )
+        timeout = s.backfill_request_timeout_s
+        self.client = CoinbaseClient(
+            s.coinbase_api_base_url,
+            creds,
+            cap=s.backfill_request_cap,
+            budget=self.budget,
+            timeout=(min(3.05, timeout), timeout),
+            deadline_s=s.backfill_request_deadline_s,
+            max_body_bytes=s.backfill_max_body_bytes,
+            max_reset_s=s.backfill_max_reset_s,
+            max_skew_s=s.backfill_max_clock_skew_s,
+        )
+        self.cache_redis = redis.Redis.from_url(s.cache_url, socket_timeout=10)
+        self._caches: dict[tuple[int, int], CandleCache] = {}
+        self._pid = os.getpid()
+
+    def keeper_lag(self, series: Series, boundary_ms: int | None, newest_ts: int) -> None:
+        """Record how long after its bucket closed the newest candle was cached
+        (`backfill status` shows the last bucket close's lags per timeframe)."""
+        tf = series.timeframe
+        lag = time.time() - (newest_ts / 1000 + tf.seconds)
+        boundary = boundary_ms if boundary_ms is not None else (newest_ts + tf.ms)
+        key, lags = keys.keeper_lag(tf.name), keys.keeper_lags(tf.name, boundary)
+        pipe = self.broker.pipeline(transaction=False)
+        pipe.hset(key, mapping={"boundary_ms": boundary, "at": f"{time.time():.3f}"})
+        pipe.zadd(lags, {series.symbol: round(lag, 3)})
+        pipe.expire(key, 7 * 86400)
+        pipe.expire(lags, 86400)
+        pipe.execute()
+
+    def cache(self, user_id: int, exchange_id: int) -> CandleCache:
+        """One writer (and its registered Lua script) per cache namespace, not per task."""
+        key = (user_id, exchange_id)
+        if key not in self._caches:
+            self._caches[key] = CandleCache(
+                self.cache_redis,
+                user_id=user_id,
+                exchange_id=exchange_id,
+                ttl_s=self.settings.backfill_cache_ttl_s,
+                exhausted_recheck_s=self.settings.backfill_exhausted_recheck_s,
+            )
+        return self._caches[key]
+
+
+resources = WorkerResources()
