@@ -20,9 +20,13 @@ from core.keys import queue_order
 class CeleryProcess:
     """A `celery -A backfill ...` process in its own session, logging to a file."""
 
-    def __init__(self, env: dict[str, str], args: list[str], log_path: Path | None = None):
+    def __init__(
+        self, env: dict[str, str], args: list[str], log_path: Path | None = None, nice: int = 0
+    ):
         self.env = env
         self.args = [sys.executable, "-m", "celery", "-A", "backfill", *args]
+        if nice:  # every thread and pool process inherits it (the bench: workers yield the CPU)
+            self.args = ["nice", "-n", str(nice), *self.args]
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
         self._log = None
@@ -87,6 +91,7 @@ class WorkerProcess(CeleryProcess):
         log_path: Path | None = None,
         loglevel: str = "INFO",
         extra_args: list[str] | None = None,
+        nice: int = 0,
     ) -> None:
         self.name = name or f"w{uuid.uuid4().hex[:6]}@%h"
         args = [
@@ -105,7 +110,7 @@ class WorkerProcess(CeleryProcess):
             "--without-mingle",
             *(extra_args or []),
         ]
-        super().__init__(env, args, log_path)
+        super().__init__(env, args, log_path, nice)
 
 
 def wait_for_workers(app, names: int, timeout: float = 60.0) -> list[str]:

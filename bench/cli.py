@@ -145,6 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="simulator serving processes (default: the cores, at most 4)",
     )
     p.add_argument(
+        "--worker-nice",
+        type=int,
+        default=10,
+        help="nice level of every bench worker (simulator and Redis at 0; 0: equal)",
+    )
+    p.add_argument(
         "--large",
         action="store_true",
         help="also the 1,000 x 5 cold startup at the budget (~4 min; not with --smoke)",
@@ -177,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     # the keeper's fan-out reads the configured series from the workers' settings
     spec.env.update(BACKFILL_SYMBOLS=",".join(symbols), BACKFILL_TIMEFRAMES=",".join(timeframes))
     scale_spec = parse_spec(args.scale_workers, "", args.prefetch)
+    spec.nice = scale_spec.nice = args.worker_nice
     result: dict = {
         "smoke": args.smoke,
         "budget": args.budget,

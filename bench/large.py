@@ -83,6 +83,9 @@ def large(
     requests = int(stats["requests_total"])
     first_s = (first.done_at or float("inf")) - run.t0
     late = sum(int(stack.redis.get(k) or 0) for k in stack.redis.keys("backfill:budget:*:late"))
+    crowded = sum(
+        int(stack.redis.get(k) or 0) for k in stack.redis.keys("backfill:budget:*:crowded")
+    )
     stack.stop_workers()
     out = {
         "large_series": run.total,
@@ -99,6 +102,7 @@ def large(
         ),
         "large_max_sends_in_any_second": max_in_any_second(trace),
         "large_budget_late_wakes": late,
+        "large_budget_near_misses": crowded,
         "large_stale_at_gate": len(run.summary.get("stale_at_gate") or []),
         "large_topped_up": requests - run.total,
     }

@@ -31,11 +31,19 @@ class WorkerSpec:
     prefetch: int | None = None  # --prefetch-multiplier override (None: celeryconfig's 1)
     extra_args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    # Workers run at this nice level, the simulator and Redis at 0: on a machine they share,
+    # the stand-in exchange (on its own hosts in reality) is never starved by what it
+    # measures, so it counts arrivals when they arrive.
+    nice: int = 0
 
     def describe(self) -> str:
         rl = self.rate_limit or "none"
         pf = "" if self.prefetch is None else f", prefetch x{self.prefetch}"
-        return f"{self.nodes} node(s) x -P {self.pool} -c {self.concurrency}, rate_limit {rl}{pf}"
+        nice = f", nice {self.nice}" if self.nice else ""
+        return (
+            f"{self.nodes} node(s) x -P {self.pool} -c {self.concurrency}, "
+            f"rate_limit {rl}{pf}{nice}"
+        )
 
 
 class Stack:
@@ -122,6 +130,7 @@ class Stack:
                 pool=spec.pool,
                 log_path=self.workdir / f"worker{self._fleet_no}-{i + 1}.log",
                 extra_args=extra,
+                nice=spec.nice,
             )
             w.start()
             self.workers.append(w)

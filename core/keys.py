@@ -91,7 +91,8 @@ def breaker(budget_name: str) -> list[str]:
 
 
 def budget(name: str) -> list[str]:
-    """sends (sliding-window log), slow (429 factor), paused (reset time), reserve (5m)."""
+    """sends (sliding-window log; `:late`, `:crowded` counters beside it), slow (429 or
+    near-miss factor), paused (reset time), reserve (5m)."""
     prefix = f"backfill:budget:{name}"
     return [f"{prefix}:sends", f"{prefix}:slow", f"{prefix}:paused", f"{prefix}:reserve"]
 

@@ -21,7 +21,10 @@ first-timeframe request releases one.
 
 After a 429 the whole fleet's rate is halved (down to 1/8) and recovers linearly
 (10 % of full rate per second); a reset time sent with the 429 pauses every worker until
-then.
+then. Before it comes to that, the exchange's own count (`x-ratelimit-remaining` on every
+private answer) is compared with the plan: when the exchange sees more of our sends in
+its window than the budget allows (sends bunched on the way, or another client on the
+same key), the fleet steps down to 80 % (once per window) and recovers the same way.
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ LATE_TOLERANCE_ENV = "BACKFILL_BUDGET_LATE_TOLERANCE_S"  # "inf": never re-reser
 TRACE_ENV = "BACKFILL_BUDGET_TRACE"  # a folder: every process appends its send times (bench)
 RECOVERY_PER_S = 0.1
 LOWEST_FACTOR = 0.125
+CROWDED_FACTOR = 0.8  # one step when the exchange counts more than the plan
+CROWDED_LOWEST = 0.5  # near-misses alone never slow the fleet below half
 
 
 class FleetBudget:
@@ -98,7 +103,9 @@ class FleetBudget:
         pause, a stopped or starved process) would send together with the on-time sends
         of the next slots, so it gives the stale slot back and reserves a new one instead.
         """
-        stale = ""
+        self._acquire_from("")
+
+    def _acquire_from(self, stale: str) -> None:
         give_up = time.monotonic() + self.max_wait_s
         while True:
             asked = time.monotonic()
@@ -124,12 +131,29 @@ class FleetBudget:
                 self.waited_s += wait_us / 1e6
                 self._sleep(wait_us / 1e6)
             # late by at least this much (measured from before the call: conservative)
-            late = time.monotonic() - asked - wait_us / 1e6
-            if late <= self.late_tolerance_s:
-                self._trace.send()
+            due = asked + wait_us / 1e6
+            member = member.decode() if isinstance(member, bytes) else str(member)
+            if time.monotonic() - due <= self.late_tolerance_s:
+                self._local.slot = (due, member)
                 return
             self.late_wakes += 1
-            stale = member.decode() if isinstance(member, bytes) else str(member)
+            stale = member
+
+    def confirm(self) -> None:
+        """Called at the last moment before the request's bytes go out (the HTTP pool's
+        hook): between `acquire()` and here the thread built the request and may have
+        waited for the GIL or the CPU. Still on time: send (and trace). Late: give the slot
+        back and take a new one, as a late wake does."""
+        slot = getattr(self._local, "slot", None)
+        self._local.slot = None
+        if slot is None:
+            return
+        due, member = slot
+        if time.monotonic() - due > self.late_tolerance_s:
+            self.late_wakes += 1
+            self._acquire_from(member)
+            self._local.slot = None
+        self._trace.send()
 
     @contextmanager
     def first_in_line(self, first: bool = True) -> Iterator[None]:
@@ -146,11 +170,25 @@ class FleetBudget:
         reset = float(reset_after or 0)
         reset = 0.0 if math.isnan(reset) else min(self.max_reset_s, max(0.0, reset))
         reset_us = reset * 1e6
-        factor = self._throttle(keys=self._keys, args=[RECOVERY_PER_S, LOWEST_FACTOR, reset_us])
+        factor = self._throttle(
+            keys=self._keys, args=[RECOVERY_PER_S, LOWEST_FACTOR, reset_us, 0.5, 0]
+        )
+        self.factor = factor / 1000
+
+    def counted(self, used: int, limit: int) -> None:
+        """The exchange counted `used` of `limit` requests in its window: more than this
+        budget ever plans for one second means sends reach it bunched (or another client
+        shares the key), so step the fleet down before a 429 does it harder."""
+        if used <= min(self.limit, limit - 1):
+            return
+        factor = self._throttle(
+            keys=self._keys,
+            args=[RECOVERY_PER_S, CROWDED_LOWEST, 0, CROWDED_FACTOR, self.window_us],
+        )
         self.factor = factor / 1000
 
     def recently_throttled(self) -> bool:
-        """True while the fleet is still recovering from a 429."""
+        """True while the fleet is still recovering from a 429 (or a near-miss)."""
         return bool(self.redis.exists(self._keys[1]))
 
 
@@ -161,6 +199,7 @@ class MemoryBudget:
     def __init__(self) -> None:
         self.acquired = 0
         self.throttles: list[float | None] = []
+        self.counts: list[tuple[int, int]] = []
 
     def acquire(self) -> None:
         self.acquired += 1
@@ -170,6 +209,12 @@ class MemoryBudget:
 
     def recently_throttled(self) -> bool:
         return bool(self.throttles)
+
+    def counted(self, used: int, limit: int) -> None:
+        self.counts.append((used, limit))
+
+    def confirm(self) -> None:
+        pass
 
 
 class _Trace:

@@ -106,6 +106,77 @@ def test_throttle_slows_everyone_then_recovers(rclient):
     assert b.factor == 1.0
 
 
+def test_exchange_counting_more_than_the_plan_steps_the_fleet_down_once_per_window(rclient):
+    b = FleetBudget(rclient, "crowded", 25.0)
+    other = FleetBudget(rclient, "crowded", 25.0)  # another worker of the same fleet
+    slow = "backfill:budget:crowded:slow"
+    for used in (3, 25):  # what the plan allows: nothing changes
+        b.counted(used, 30)
+    assert not rclient.exists(slow) and not b.recently_throttled()
+    b.counted(27, 30)  # the exchange saw 27 of ours in its second: sends bunched
+    assert b.factor == pytest.approx(0.8, abs=0.01)
+    other.counted(29, 30)  # more answers of the same bunch: no second step
+    other.counted(30, 30)
+    assert other.factor == pytest.approx(0.8, abs=0.01)
+    assert int(rclient.get("backfill:budget:crowded:sends:crowded")) == 1
+    assert rclient.pttl(slow) > 0  # recovers, and the key expires
+    # the whole fleet paces at the lower rate: 20 of 25 fit in the window, the 21st waits
+    waits = Waits()
+    c = FleetBudget(rclient, "crowded", 25.0, sleep=waits)
+    for _ in range(20):
+        c.acquire()
+    assert waits.total < 0.9
+    c.acquire()
+    assert waits.total >= 0.9
+    # a step per window, never below half: near-misses alone do not stall the fleet
+    rclient.hset(slow, mapping={"factor": "0.55", "at": "0"})
+    b.counted(28, 30)
+    assert b.factor >= 0.5
+
+
+def test_a_send_that_stalls_after_its_slot_takes_a_new_one_before_it_goes(rclient):
+    sends = "backfill:budget:stall:sends"
+    b = FleetBudget(rclient, "stall", 5.0)
+    b.acquire()
+    b.confirm()  # at once: on time, nothing re-reserved
+    assert b.late_wakes == 0 and rclient.zcard(sends) == 1
+    b.acquire()
+    time.sleep(0.1)  # the stall under test (GIL, CPU), not a synchronisation
+    b.confirm()
+    assert b.late_wakes == 1 and int(rclient.get(f"{sends}:late")) == 1
+    assert rclient.zcard(sends) == 2  # the stale slot was given back, a new one taken
+    b.confirm()  # a second confirm of the same slot does nothing
+    assert b.late_wakes == 1
+
+
+def test_the_client_confirms_its_slot_at_the_connection(sim, key_file, rclient):
+    """The check sits in the HTTP pool, after the request was built: a thread that stalls
+    between its slot and the write (here: in acquire's caller) still re-reserves."""
+    from core.credentials import read_key_file
+    from core.timeframe import timeframe
+    from workers.coinbase.client import CoinbaseClient
+
+    class StallAfterSlot(FleetBudget):
+        def acquire(self) -> None:
+            super().acquire()
+            time.sleep(0.1)  # the stall under test
+
+    budget = StallAfterSlot(rclient, "client-stall", 5.0)
+    client = CoinbaseClient(sim.url, read_key_file(key_file), budget=budget)
+    h1 = timeframe("1h")
+    end = h1.last_closed_start(time.time())
+    client.get_candles("BTC-USD", h1, end, end)
+    assert budget.late_wakes == 1
+    assert int(rclient.get("backfill:budget:client-stall:sends:late")) == 1
+    assert sim.stats()["requests_total"] == 1
+
+
+def test_an_exchange_limit_below_the_budget_is_a_near_miss_too(rclient):
+    b = FleetBudget(rclient, "tightened", 25.0)
+    b.counted(20, 20)  # the exchange tightened its limit to 20/s: its window is full
+    assert b.factor == pytest.approx(0.8, abs=0.01)
+
+
 def test_idle_fleet_sends_a_full_second_in_half_a_second(rclient):
     waits = Waits()
     b = FleetBudget(rclient, "burst", 25.0, sleep=waits)

@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 import zlib
+from collections.abc import Callable
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -31,8 +32,9 @@ class Deadline:
     """A total time budget for one request (connect + headers + body), enforced by a timer
     that shuts the connection's socket down when it is spent."""
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, before_send: Callable[[], None] | None = None) -> None:
         self.seconds = seconds
+        self.before_send = before_send  # called once the connection is ready to write
         self.end = time.monotonic() + seconds
         self.expired = False
         self._conn: object | None = None
@@ -83,6 +85,10 @@ class _WatchedHTTPPool(HTTPConnectionPool):
         deadline = getattr(_current, "deadline", None)
         if deadline is not None:
             deadline.attach(conn)
+            if deadline.before_send is not None:
+                # the last moment before the request's bytes go out: the fleet budget
+                # checks here that its slot is still on time (see FleetBudget.confirm)
+                deadline.before_send()
         return super()._make_request(conn, *args, **kwargs)
 
 

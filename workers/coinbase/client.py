@@ -46,6 +46,10 @@ class RequestBudget(Protocol):
 
     def throttled(self, reset_after: float | None) -> None: ...
 
+    def counted(self, used: int, limit: int) -> None: ...
+
+    def confirm(self) -> None: ...
+
 
 class CoinbaseClient:
     """Fetches candles for any span; one instance per worker process, reused across tasks."""
@@ -168,7 +172,8 @@ class CoinbaseClient:
         if self.budget is not None:
             self.budget.acquire()
         self._local.requests = self.requests_made + 1
-        with Deadline(self.deadline_s) as deadline:
+        confirm = self.budget.confirm if self.budget is not None else None
+        with Deadline(self.deadline_s, before_send=confirm) as deadline:
             resp = self._send(path, params, headers, deadline, where)
             try:
                 now = time.time()
@@ -176,6 +181,7 @@ class CoinbaseClient:
                     resp.headers.get("Date"), now, self.max_skew_s, urlsplit(self.base_url).netloc
                 )
                 self._local.server_time = closed_before
+                self._feedback(resp)
                 if resp.status_code != 200:
                     raise self._error(resp, deadline, where)
                 try:
@@ -191,6 +197,19 @@ class CoinbaseClient:
                 raise
         resp.raw.release_conn()
         return found
+
+    def _feedback(self, resp: requests.Response) -> None:
+        """The exchange's own count of our key's window (private endpoints send it): the
+        budget slows the fleet when the exchange sees more than the budget planned, which
+        happens when sends bunch on the way (a stalled host, a queue in a proxy) or when
+        another client uses the same key, before it turns into 429s."""
+        if self.budget is None or resp.status_code == 429:
+            return  # a 429 slows the fleet on its own (`_error`)
+        count = clock.window_count(
+            resp.headers.get("x-ratelimit-limit"), resp.headers.get("x-ratelimit-remaining")
+        )
+        if count is not None:
+            self.budget.counted(*count)
 
     def _send(
         self, path: str, params: dict, headers: dict, deadline: Deadline, where: dict

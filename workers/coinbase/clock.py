@@ -81,3 +81,16 @@ def reset_after(value: str | None, now: float, max_s: float) -> float | None:
         elif x > 1e8:  # epoch seconds (a delay of three years is not one)
             x = x - now
     return min(max_s, max(0.0, x))
+
+
+def window_count(limit: str | None, remaining: str | None) -> tuple[int, int] | None:
+    """(requests the exchange counts in its window, its limit) from `x-ratelimit-limit` and
+    `x-ratelimit-remaining`; None unless both are sane small integers (hostile headers
+    are ignored, never trusted to slow the fleet to nothing)."""
+    try:
+        lim, rem = int(str(limit).strip()[:12]), int(str(remaining).strip()[:12])
+    except ValueError:
+        return None
+    if not (0 < lim <= 100_000 and 0 <= rem <= lim):
+        return None
+    return lim - rem, lim
