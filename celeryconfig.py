@@ -65,9 +65,9 @@ accept_content = ["json"]
 worker_prefetch_multiplier = 1
 task_acks_late = True
 task_reject_on_worker_lost = True
-# A task running when the broker connection drops finishes and stores its result; its
-# message comes back and runs again (idempotent writes; the chord counts it once).
-# Cancelling it instead would store a TaskRevokedError and fail the whole chord.
+# A task running when the broker connection drops finishes and stores its result; if its
+# message comes back it runs again (idempotent writes; the chord counts it once). Celery
+# 5.7 would redeliver a cancelled task too, but cancelling throws away a fetch half done.
 worker_cancel_long_running_tasks_on_connection_loss = False
 worker_eta_task_limit = 16
 

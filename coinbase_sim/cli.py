@@ -12,6 +12,7 @@ from typing import Any
 from coinbase_sim import prefork
 from coinbase_sim.config import ConfigError, settings_from
 from coinbase_sim.keys import write_key_file
+from coinbase_sim.quietgc import keep_collections_short
 from coinbase_sim.server import make_server
 
 LISTENING = "SIM_LISTENING"
@@ -109,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
+    keep_collections_short(server.state.stopping)
     _announce(server.url)
     try:
         server.serve_forever(poll_interval=0.2)

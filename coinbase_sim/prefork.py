@@ -21,6 +21,7 @@ from collections.abc import Callable
 from types import FrameType
 
 from coinbase_sim.config import Settings
+from coinbase_sim.quietgc import keep_collections_short
 from coinbase_sim.server import SimServer, SimState
 
 STOP_GRACE_S = 5.0
@@ -75,6 +76,7 @@ def _work(state: SimState, listener: socket.socket, index: int, count: int, life
     signal.signal(signal.SIGTERM, stop)
     state.as_worker(index, count)
     server = SimServer(listener.getsockname(), state, listener=listener)
+    keep_collections_short(state.stopping)
 
     def watch_parent() -> None:
         with contextlib.suppress(OSError):

@@ -92,12 +92,18 @@ def test_sigkill_mid_run(rclient, redis_url, sim, start_workers, tmp_path, what)
 
 
 def test_redis_restart_mid_run(tmp_path, sim, key_file):
+    """README: "Redis restarts (same data): workers reconnect; a task running meanwhile
+    finishes and runs once more when its message returns; ... the chord counts each series
+    once". One pool process is frozen inside a series task for the whole outage, so a task
+    is certainly running meanwhile; the run dispatched before the restart must open its gate
+    as ready by itself (no second dispatch)."""
     from backfill.app import app, use_redis
     from backfill.embedded import EmbeddedRedis
     from backfill.local import WorkerProcess, wait_for_workers
 
     server = EmbeddedRedis(data_dir=tmp_path / "redis", persist=True).start()
     workers = []
+    child = None
     try:
         use_redis(server.url)
         env = {
@@ -109,7 +115,7 @@ def test_redis_restart_mid_run(tmp_path, sim, key_file):
         }
         workers = [
             WorkerProcess(
-                env, name=f"r{i}@%h", concurrency=1, log_path=tmp_path / f"w{i}.log"
+                env, name=f"r{i}@%h", concurrency=1, log_path=tmp_path / f"worker{i}.log"
             ).start()
             for i in range(2)
         ]
@@ -120,16 +126,36 @@ def test_redis_restart_mid_run(tmp_path, sim, key_file):
         t0 = time.time()
         d = dispatch(config, redis_url=server.url)
         wait_until(lambda: RunStore(client).completed(d.run_id) >= 10, 60, "a few series done")
-        assert RunStore(client).completed(d.run_id) < 50  # the restart lands mid-run
-        server.restart()  # same port, same data dir (AOF)
+        child, held = stop_mid_task(app, workers[0])
+        series = f"{held['args'][1]}:{held['args'][2]}"
+        assert series not in RunStore(client).outcomes(d.run_id)  # frozen mid-task ...
+        assert RunStore(client).completed(d.run_id) < 50  # ... and mid-run
+        server.stop()
+        # both nodes see the outage before Redis comes back (same port, same data: AOF)
+        wait_until(
+            lambda: all(
+                "Connection to broker lost" in (tmp_path / f"worker{i}.log").read_text()
+                for i in range(2)
+            ),
+            30,
+            "both workers to lose the broker",
+        )
+        server.start()
+        os.kill(child, signal.SIGCONT)
+        child = None
         client = redis.Redis.from_url(server.url)
-        # the run itself completes: no second dispatch (README: workers reconnect, a task
-        # running meanwhile finishes and runs once more; the chord counts each series once)
         result = wait_ready(client, d.run_id, timeout=90)
         assert result.exit_code == 0, result.summary
         assert result.summary["completed"] == len(config.symbols) * len(config.timeframes)
+        assert series in result.summary["ready"]
+        # the task that ran through the outage finished (its message may come back and run
+        # once more), and the chord counted the series once (check_run: one callback)
+        assert 1 <= len(task_lines(tmp_path, held["id"], "succeeded")) <= 2
+        assert len(task_lines(tmp_path, held["id"], "received")) <= 2
         check_run(client, sim, d.run_id, config, t0)
     finally:
+        if child is not None:
+            os.kill(child, signal.SIGCONT)
         for w in workers:
             w.stop(10)
         server.cleanup()

@@ -98,14 +98,18 @@ def test_live_writer_and_backfill_share_keys(rclient, redis_url, sim, start_work
     """A WebSocket adapter writes the in-progress bucket (and rewrites closed ones) while the
     backfill runs: REST's closed candles win, the in-progress bucket is left to the adapter.
     The adapter looks at the in-progress bucket before each rewrite (in the same MULTI), so
-    a backfill write to it is seen even though the adapter overwrites it a moment later."""
+    a backfill write to it is seen even though the adapter overwrites it a moment later.
+    The whole watch lies inside one bucket, so every look is checked: no bucket closes
+    meanwhile, and no closed REST candle can legitimately appear in the watched bucket."""
     start_workers(1)
+    clear_of_close(300, 100)  # writer start (<= 30 s) + run (<= 60 s) inside one 5m bucket
     series = Series.of("BTC-USD", "5m")
     key = series.cache_key()
     stop = threading.Event()
     tf = series.timeframe
     foreign: list[dict] = []  # someone else's member in the in-progress bucket
     rounds = [0]
+    watched: set[int] = set()  # the buckets the adapter looked at
 
     def live_member(start: int) -> str:
         return json.dumps(
@@ -132,8 +136,8 @@ def test_live_writer_and_backfill_share_keys(rclient, redis_url, sim, start_work
                 pipe.zremrangebyscore(key, start * 1000, start * 1000)
                 pipe.zadd(key, {live_member(start): start * 1000})
             seen = pipe.execute()[0]
-            if now - in_progress < 299:  # not at the bucket's very end (clock skew)
-                foreign.extend(m for m in map(json.loads, seen) if m["open"] != 1.0)
+            watched.add(in_progress)
+            foreign.extend(m for m in map(json.loads, seen) if m["open"] != 1.0)
             rounds[0] += 1
             stop.wait(0.005)
 
@@ -149,6 +153,7 @@ def test_live_writer_and_backfill_share_keys(rclient, redis_url, sim, start_work
         stop.set()
         writer.join()
     assert during >= 1  # the adapter kept writing while the backfill ran
+    assert len(watched) == 1, watched  # one bucket, in progress for the whole watch
     assert not foreign, f"the backfill wrote the in-progress bucket: {foreign[:2]}"
     members = rclient.zrange(key, 0, -1, withscores=True)
     scores = [int(s) for _, s in members]
