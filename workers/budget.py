@@ -103,7 +103,8 @@ class FleetBudget:
         pause, a stopped or starved process) would send together with the on-time sends
         of the next slots, so it gives the stale slot back and reserves a new one instead.
         """
-        self._acquire_from("")
+        stale, self._local.stale = getattr(self._local, "stale", ""), ""
+        self._acquire_from(stale)
 
     def _acquire_from(self, stale: str) -> None:
         give_up = time.monotonic() + self.max_wait_s
@@ -139,21 +140,23 @@ class FleetBudget:
             self.late_wakes += 1
             stale = member
 
-    def confirm(self) -> None:
-        """Called at the last moment before the request's bytes go out (the HTTP pool's
+    def confirm(self) -> bool:
+        """Asked at the last moment before the request's bytes go out (the HTTP pool's
         hook): between `acquire()` and here the thread built the request and may have
-        waited for the GIL or the CPU. Still on time: send (and trace). Late: give the slot
-        back and take a new one, as a late wake does."""
+        waited for the GIL or the CPU. On time: True, send. Late: False, the caller sends
+        nothing and calls `acquire()` again, which gives this slot back (as a late wake
+        does) and waits for a new one outside the request's deadline."""
         slot = getattr(self._local, "slot", None)
         self._local.slot = None
         if slot is None:
-            return
+            return True
         due, member = slot
         if time.monotonic() - due > self.late_tolerance_s:
             self.late_wakes += 1
-            self._acquire_from(member)
-            self._local.slot = None
+            self._local.stale = member
+            return False
         self._trace.send()
+        return True
 
     @contextmanager
     def first_in_line(self, first: bool = True) -> Iterator[None]:
@@ -213,8 +216,8 @@ class MemoryBudget:
     def counted(self, used: int, limit: int) -> None:
         self.counts.append((used, limit))
 
-    def confirm(self) -> None:
-        pass
+    def confirm(self) -> bool:
+        return True
 
 
 class _Trace:

@@ -138,15 +138,17 @@ def test_a_send_that_stalls_after_its_slot_takes_a_new_one_before_it_goes(rclien
     sends = "backfill:budget:stall:sends"
     b = FleetBudget(rclient, "stall", 5.0)
     b.acquire()
-    b.confirm()  # at once: on time, nothing re-reserved
+    assert b.confirm() is True  # at once: on time, nothing re-reserved
     assert b.late_wakes == 0 and rclient.zcard(sends) == 1
     b.acquire()
     time.sleep(0.1)  # the stall under test (GIL, CPU), not a synchronisation
-    b.confirm()
-    assert b.late_wakes == 1 and int(rclient.get(f"{sends}:late")) == 1
-    assert rclient.zcard(sends) == 2  # the stale slot was given back, a new one taken
-    b.confirm()  # a second confirm of the same slot does nothing
-    assert b.late_wakes == 1
+    assert b.confirm() is False  # too late: nothing may be sent on this slot
+    assert b.late_wakes == 1 and rclient.zcard(sends) == 2
+    b.acquire()  # gives the stale slot back and takes a new one
+    assert int(rclient.get(f"{sends}:late")) == 1
+    assert rclient.zcard(sends) == 2
+    assert b.confirm() is True and b.late_wakes == 1
+    assert b.confirm() is True  # a second confirm of the same slot asks nothing
 
 
 def test_the_client_confirms_its_slot_at_the_connection(sim, key_file, rclient):
@@ -157,18 +159,30 @@ def test_the_client_confirms_its_slot_at_the_connection(sim, key_file, rclient):
     from workers.coinbase.client import CoinbaseClient
 
     class StallAfterSlot(FleetBudget):
+        stalls = 1
+
         def acquire(self) -> None:
             super().acquire()
-            time.sleep(0.1)  # the stall under test
+            if self.stalls:
+                self.stalls -= 1
+                time.sleep(0.1)  # the stall under test
 
-    budget = StallAfterSlot(rclient, "client-stall", 5.0)
-    client = CoinbaseClient(sim.url, read_key_file(key_file), budget=budget)
     h1 = timeframe("1h")
     end = h1.last_closed_start(time.time())
+    budget = StallAfterSlot(rclient, "client-stall", 5.0)
+    client = CoinbaseClient(sim.url, read_key_file(key_file), budget=budget)
     client.get_candles("BTC-USD", h1, end, end)
     assert budget.late_wakes == 1
     assert int(rclient.get("backfill:budget:client-stall:sends:late")) == 1
-    assert sim.stats()["requests_total"] == 1
+    assert sim.stats()["requests_total"] == 1 and client.requests_made == 1
+    # a thread that is late every time (a starved host) is not stuck: after 3 stale slots
+    # it sends on the 4th, once
+    always = StallAfterSlot(rclient, "client-starved", 5.0)
+    always.stalls = 100
+    starved = CoinbaseClient(sim.url, read_key_file(key_file), budget=always)
+    starved.get_candles("BTC-USD", h1, end, end)
+    assert always.late_wakes == 3 and starved.requests_made == 1
+    assert sim.stats()["requests_total"] == 2
 
 
 def test_an_exchange_limit_below_the_budget_is_a_near_miss_too(rclient):

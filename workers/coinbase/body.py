@@ -28,13 +28,18 @@ class BodyError(Exception):
     """The body broke a limit (size, encoding, deadline); the message says which."""
 
 
+class SendCancelled(Exception):
+    """`before_send` said no at the last moment: nothing of the request was written (the
+    caller takes a new send slot and tries again, outside this request's deadline)."""
+
+
 class Deadline:
     """A total time budget for one request (connect + headers + body), enforced by a timer
     that shuts the connection's socket down when it is spent."""
 
-    def __init__(self, seconds: float, before_send: Callable[[], None] | None = None) -> None:
+    def __init__(self, seconds: float, before_send: Callable[[], bool] | None = None) -> None:
         self.seconds = seconds
-        self.before_send = before_send  # called once the connection is ready to write
+        self.before_send = before_send  # asked once the connection is ready to write
         self.end = time.monotonic() + seconds
         self.expired = False
         self._conn: object | None = None
@@ -85,10 +90,10 @@ class _WatchedHTTPPool(HTTPConnectionPool):
         deadline = getattr(_current, "deadline", None)
         if deadline is not None:
             deadline.attach(conn)
-            if deadline.before_send is not None:
+            if deadline.before_send is not None and not deadline.before_send():
                 # the last moment before the request's bytes go out: the fleet budget
                 # checks here that its slot is still on time (see FleetBudget.confirm)
-                deadline.before_send()
+                raise SendCancelled("send slot went stale before the write")
         return super()._make_request(conn, *args, **kwargs)
 
 

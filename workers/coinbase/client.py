@@ -31,11 +31,18 @@ from core.text import clean_text
 from core.timeframe import Timeframe
 from workers.coinbase import clock, rows
 from workers.coinbase.auth import build_jwt
-from workers.coinbase.body import BodyError, Deadline, deadline_session, read_body
+from workers.coinbase.body import (
+    BodyError,
+    Deadline,
+    SendCancelled,
+    deadline_session,
+    read_body,
+)
 
 PRIVATE_PATH = "/api/v3/brokerage/products/{product_id}/candles"
 PUBLIC_PATH = "/api/v3/brokerage/market/products/{product_id}/candles"
 SIGNED_HOST = "api.coinbase.com"
+STALE_SLOTS_MAX = 3  # send slots a request may let go stale before it sends regardless
 ERROR_BODY_BYTES = 16 * 1024  # of an error answer: enough for its message, which is cut anyway
 
 
@@ -48,7 +55,7 @@ class RequestBudget(Protocol):
 
     def counted(self, used: int, limit: int) -> None: ...
 
-    def confirm(self) -> None: ...
+    def confirm(self) -> bool: ...
 
 
 class CoinbaseClient:
@@ -169,10 +176,31 @@ class CoinbaseClient:
             headers["Authorization"] = f"Bearer {token}"
         params = {"start": str(start), "end": str(end), "granularity": timeframe.granularity}
         where = {"product": product_id, "timeframe": timeframe.name}
-        if self.budget is not None:
-            self.budget.acquire()
-        self._local.requests = self.requests_made + 1
-        confirm = self.budget.confirm if self.budget is not None else None
+        query = (path, params, headers, where)
+        for attempt in range(STALE_SLOTS_MAX + 1):
+            if self.budget is not None:
+                self.budget.acquire()
+            self._local.requests = self.requests_made + 1
+            # a thread late every time (a starved host) sends on its last slot anyway
+            ask = self.budget is not None and attempt < STALE_SLOTS_MAX
+            try:
+                return self._exchange(query, timeframe, start, end, newest, ask)
+            except SendCancelled:  # its slot went stale before a byte was sent: nothing was
+                self._local.requests = self.requests_made - 1  # made; take a new slot
+        raise AssertionError("unreachable: the last attempt is never cancelled")
+
+    def _exchange(
+        self,
+        query: tuple,
+        timeframe: Timeframe,
+        start: int,
+        end: int,
+        newest: int | None,
+        ask: bool,
+    ) -> list[Candle]:
+        """One HTTP request within the total deadline, its answer checked and selected."""
+        path, params, headers, where = query
+        confirm = self.budget.confirm if ask and self.budget is not None else None
         with Deadline(self.deadline_s, before_send=confirm) as deadline:
             resp = self._send(path, params, headers, deadline, where)
             try:
