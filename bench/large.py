@@ -9,7 +9,13 @@ import threading
 import time
 from pathlib import Path
 
-from bench.scenarios import EXCHANGE_RATE, REALISTIC_SIM, synthetic_symbols, timed_run
+from bench.scenarios import (
+    EXCHANGE_RATE,
+    REALISTIC_SIM,
+    pretouch,
+    synthetic_symbols,
+    timed_run,
+)
 from bench.stack import Stack, WorkerSpec, log
 from core import keys
 from core.config import BackfillConfig
@@ -67,9 +73,7 @@ def large(
     stack.flush()
     stack.sim.configure(**REALISTIC_SIM)
     syms = synthetic_symbols(symbols)
-    now = int(time.time())
-    for sym in syms:  # history a real exchange has stored (see scenarios.scale)
-        stack.sim.truth(sym, "ONE_DAY", now - 3 * 86400, now)
+    pretouch(stack, syms)
     trace = stack.workdir / "sends"
     trace.mkdir(exist_ok=True)
     traced = dataclasses.replace(spec, env={**spec.env, TRACE_ENV: str(trace)})

@@ -140,18 +140,20 @@ class FleetBudget:
             self.late_wakes += 1
             stale = member
 
-    def confirm(self) -> bool:
+    def confirm(self, final: bool = False) -> bool:
         """Asked at the last moment before the request's bytes go out (the HTTP pool's
         hook): between `acquire()` and here the thread built the request and may have
         waited for the GIL or the CPU. On time: True, send. Late: False, the caller sends
         nothing and calls `acquire()` again, which gives this slot back (as a late wake
-        does) and waits for a new one outside the request's deadline."""
+        does) and waits for a new one outside the request's deadline. `final`: the caller
+        sends on this slot whatever it is told (it let enough go stale), so the slot stays
+        taken."""
         slot = getattr(self._local, "slot", None)
         self._local.slot = None
         if slot is None:
             return True
         due, member = slot
-        if time.monotonic() - due > self.late_tolerance_s:
+        if not final and time.monotonic() - due > self.late_tolerance_s:
             self.late_wakes += 1
             self._local.stale = member
             return False
@@ -216,7 +218,7 @@ class MemoryBudget:
     def counted(self, used: int, limit: int) -> None:
         self.counts.append((used, limit))
 
-    def confirm(self) -> bool:
+    def confirm(self, final: bool = False) -> bool:
         return True
 
 

@@ -7,6 +7,7 @@ adds load on the exchange. Responses become `Candle`s or one exception of the tr
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
@@ -55,7 +56,7 @@ class RequestBudget(Protocol):
 
     def counted(self, used: int, limit: int) -> None: ...
 
-    def confirm(self) -> bool: ...
+    def confirm(self, final: bool = False) -> bool: ...
 
 
 class CoinbaseClient:
@@ -177,17 +178,18 @@ class CoinbaseClient:
         params = {"start": str(start), "end": str(end), "granularity": timeframe.granularity}
         where = {"product": product_id, "timeframe": timeframe.name}
         query = (path, params, headers, where)
-        for attempt in range(STALE_SLOTS_MAX + 1):
+        stale_slots = 0
+        while True:
             if self.budget is not None:
                 self.budget.acquire()
             self._local.requests = self.requests_made + 1
             # a thread late every time (a starved host) sends on its last slot anyway
-            ask = self.budget is not None and attempt < STALE_SLOTS_MAX
+            final = stale_slots == STALE_SLOTS_MAX
             try:
-                return self._exchange(query, timeframe, start, end, newest, ask)
+                return self._exchange(query, timeframe, start, end, newest, final)
             except SendCancelled:  # its slot went stale before a byte was sent: nothing was
                 self._local.requests = self.requests_made - 1  # made; take a new slot
-        raise AssertionError("unreachable: the last attempt is never cancelled")
+                stale_slots += 1
 
     def _exchange(
         self,
@@ -196,11 +198,13 @@ class CoinbaseClient:
         start: int,
         end: int,
         newest: int | None,
-        ask: bool,
+        final: bool,
     ) -> list[Candle]:
         """One HTTP request within the total deadline, its answer checked and selected."""
         path, params, headers, where = query
-        confirm = self.budget.confirm if ask and self.budget is not None else None
+        confirm = None
+        if self.budget is not None:
+            confirm = functools.partial(self.budget.confirm, final=final)
         with Deadline(self.deadline_s, before_send=confirm) as deadline:
             resp = self._send(path, params, headers, deadline, where)
             try:
