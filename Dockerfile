@@ -38,8 +38,7 @@ EXPOSE 5555
 HEALTHCHECK --interval=30s --timeout=15s --start-period=30s --retries=3 \
     CMD celery -A backfill inspect ping -d "celery@$HOSTNAME" --timeout 5 >/dev/null || exit 1
 
-# Default role: a worker consuming every queue in priority order (control first, then
-# 5m, 15m, 1h, 4h, 1d, then the rarer timeframes). Keep in step with celeryconfig.QUEUE_ORDER.
-CMD ["celery", "-A", "backfill", "worker", \
-     "-Q", "backfill.control,backfill.live.5m,backfill.live.15m,backfill.live.1h,backfill.live.4h,backfill.live.1d,backfill.live.1m,backfill.live.30m,backfill.live.2h,backfill.live.6h,backfill.5m,backfill.15m,backfill.1h,backfill.4h,backfill.1d,backfill.1m,backfill.30m,backfill.2h,backfill.6h", \
-     "-c", "1", "-l", "INFO"]
+# Default role: a worker consuming every queue in priority order (control first, then the
+# live refreshes, then the backfill; 5m, 15m, 1h, 4h, 1d, then the rarer timeframes). No -Q:
+# the queues and their order come from the configuration (celeryconfig's task_queues).
+CMD ["celery", "-A", "backfill", "worker", "-c", "1", "-l", "INFO"]

@@ -1,7 +1,7 @@
 """`backfill`: a thin layer over functions that are usable from Python.
 
-Exit codes: 0 ok / every series ready, 1 timeout, 2 bad input or unreachable Redis,
-3 the run finished with failed or not-ready series.
+Exit codes: 0 ok / every series ready, 1 timeout (`health`: unhealthy), 2 bad input or
+unreachable Redis, 3 the run finished with failed or not-ready series.
 """
 
 from __future__ import annotations
@@ -77,8 +77,9 @@ def _report_gate(result, as_json: bool) -> int:
 
 
 def cmd_status(args, settings) -> int:
+    from backfill.app import app, use_redis
     from backfill.freshness import freshness, prometheus
-    from backfill.status import print_status
+    from backfill.status import print_status, unconsumed_queues
 
     client = _client(settings)
     cache = client if settings.cache_url == settings.redis_url else _cache_client(settings)
@@ -86,7 +87,9 @@ def cmd_status(args, settings) -> int:
     if args.prometheus:
         sys.stdout.write(prometheus(fresh))
         return 0
-    return print_status(client, args.run, as_json=args.json, fresh=fresh)
+    use_redis(settings.redis_url)
+    unconsumed = unconsumed_queues(client, app, args.timeout)
+    return print_status(client, args.run, as_json=args.json, fresh=fresh, unconsumed=unconsumed)
 
 
 def _cache_client(settings):
@@ -107,15 +110,8 @@ def cmd_indicators(args, settings) -> int:
     if result.summary is None:
         print(f"run {result.run_id}: gate not open (timeout)", file=sys.stderr)
         return 1
-    meta = RunStore(client).meta(result.run_id) or {}
-    config = settings.backfill_config()
-    if meta:
-        config = replace(
-            config,
-            symbols=tuple(json.loads(meta["symbols"])),
-            timeframes=tuple(json.loads(meta["timeframes"])),
-            candle_count=int(meta.get("candle_count", config.candle_count)),
-        )
+    run = RunStore(client).meta(result.run_id)
+    config = run.config if run else settings.backfill_config()
     rows = indicator_rows(client, config, result.summary)
     if args.json:
         print(json.dumps(rows))
@@ -140,13 +136,21 @@ def cmd_demo(args, settings, simulate: bool = True) -> int:
 
 
 def cmd_health(args, settings) -> int:
+    """0 when at least --min-workers nodes answer and every queue holding messages has a
+    live consumer; 1 otherwise (the JSON line says which); 2 when Redis is unreachable."""
     from backfill.app import app, use_redis
+    from backfill.status import unconsumed_queues, unconsumed_warning
 
+    client = _client(settings)
     use_redis(settings.redis_url)
     replies = app.control.ping(timeout=args.timeout) or []
     names = [next(iter(r)) for r in replies]
-    print(json.dumps({"workers": names, "ok": len(names) >= args.min_workers}))
-    return 0 if len(names) >= args.min_workers else 1
+    unconsumed = unconsumed_queues(client, app, args.timeout)
+    ok = len(names) >= args.min_workers and not unconsumed
+    print(json.dumps({"workers": names, "ok": ok, "unconsumed_queues": unconsumed}))
+    if unconsumed:
+        print(unconsumed_warning(unconsumed), file=sys.stderr)
+    return 0 if ok else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -187,6 +191,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--prometheus", action="store_true", help="freshness as Prometheus text (textfile)"
     )
+    s.add_argument(
+        "--timeout",
+        type=float,
+        default=1.0,
+        help="seconds to wait for the workers' replies when a queue holds messages",
+    )
     s.set_defaults(func=cmd_status)
 
     i = sub.add_parser("indicators", help="wait for the gate, read the cache, compute MACD-V")
@@ -210,7 +220,10 @@ def build_parser() -> argparse.ArgumentParser:
         )
         sp.set_defaults(func=lambda a, st, _s=simulate: cmd_demo(a, st, simulate=_s))
 
-    h = sub.add_parser("health", help="ping the workers (for orchestrators)")
+    h = sub.add_parser(
+        "health",
+        help="ping the workers; exit 1 if too few answer or a queue with messages has no consumer",
+    )
     h.add_argument("--timeout", type=float, default=2.0)
     h.add_argument("--min-workers", type=int, default=1)
     h.set_defaults(func=cmd_health)

@@ -1,7 +1,8 @@
-"""Dispatch a run: plan it, record it, enqueue it as one chord (by task name).
+"""Dispatch a run: plan it, record it, enqueue it as one chord of series jobs.
 
-The control plane never imports the workers' code: it sends `backfill.series` messages
-into the timeframe's queue and names `backfill.finish` as the chord callback.
+The control plane never imports the workers' code: it sends the jobs' messages
+(core/jobs.py) by task name, into each timeframe's queue, with `backfill.finish` as the
+chord callback.
 """
 
 from __future__ import annotations
@@ -10,20 +11,20 @@ import logging
 from dataclasses import dataclass
 
 import redis
-from celery import Celery, chord, group
+from celery import Celery
 from celery.result import AsyncResult
 
 from backfill.plan import Plan, plan_run
-from core import keys
+from core import jobs, reserve
 from core.config import BackfillConfig
 from core.credentials import budget_name
 from core.errors import BrokerUnavailable
+from core.jobs import SeriesJob
 from core.logs import log_event
 from core.run import RunStore, new_run_id
 from core.settings import Settings, load_settings, redact_url
 
 log = logging.getLogger("backfill.dispatch")
-HOLD_BACK_TTL_S = 30.0
 
 
 @dataclass
@@ -46,60 +47,26 @@ def check_redis(url: str) -> redis.Redis:
 def record(runs: RunStore, p: Plan) -> str:
     """Create the run's record (with the fresh series' outcomes); returns its id."""
     run_id = new_run_id()
-    c = p.config
-    runs.create(
-        run_id,
-        [s.name for s in p.series],
-        {
-            "symbols": list(c.symbols),
-            "timeframes": list(c.timeframes),
-            "candle_count": c.candle_count,
-            "min_candles": c.min_candles,
-            "user_id": c.user_id,
-            "exchange_id": c.exchange_id,
-            "full": c.full,
-        },
-    )
+    runs.create(run_id, [s.name for s in p.series], p.config)
     runs.record(run_id, *p.fresh.values())
     return run_id
 
 
-def hold_back(client: redis.Redis, budget: str, slots: int) -> None:
-    """Keep `slots` more budget sends for requests first in line (the run's first
-    timeframe, the refreshes at a bucket close); other requests leave them free."""
-    if slots <= 0:
-        return
-    key = keys.budget(budget)[3]
-    pipe = client.pipeline()
-    pipe.incrby(key, slots)
-    pipe.pexpire(key, int(HOLD_BACK_TTL_S * 1000))
-    pipe.execute()
-
-
-def enqueue(app: Celery, run_id: str, p: Plan) -> AsyncResult:
-    """One chord: a series task per stale series in its timeframe's queue, then the callback."""
-    options = p.config.task_options()
-    first_tf = p.first_timeframe
-    header = group(
-        app.signature(
-            keys.SERIES_TASK,
-            args=(
-                run_id,
-                s.symbol,
-                s.timeframe.name,
-                {**options, "first": s.timeframe.name == first_tf},
-            ),
-            queue=keys.queue(s.timeframe.name),
-            immutable=True,
-        )
+def series_jobs(run_id: str, p: Plan) -> list[SeriesJob]:
+    """One job per stale series; the run's first timeframe is live work (the indicator
+    service starts on it), so its jobs may take the budget's reserve."""
+    c = p.config
+    return [
+        SeriesJob(run_id, s.symbol, s.timeframe.name, c.job_options(), c.full,
+                  live=s.timeframe.name == p.first_timeframe)
         for s in p.stale
-    )
-    callback = app.signature(keys.FINISH_TASK, args=(run_id,), queue=keys.CONTROL_QUEUE)
-    callback.link_error(app.signature(keys.ABORT_TASK, args=(run_id,), queue=keys.CONTROL_QUEUE))
+    ]  # fmt: skip
+
+
+def enqueue(app: Celery, run_id: str, run_jobs: list[SeriesJob]) -> AsyncResult:
+    """One chord: the jobs in their timeframes' queues, then the callback."""
     try:
-        if p.stale:
-            return chord(header, app=app)(callback)
-        return callback.clone(args=([],)).apply_async()
+        return app.signature(jobs.run_chord(run_id, run_jobs)).apply_async()
     except Exception as e:  # kombu raises its own connection errors
         raise BrokerUnavailable(f"enqueueing run {run_id} failed: {e}") from None
 
@@ -127,8 +94,8 @@ def dispatch(
     cache_client = check_redis(cache_url) if cache_url != url else client
     p = plan_run(config, cache_client)
     run_id = record(RunStore(client), p)
-    first = [s for s in p.stale if s.timeframe.name == p.first_timeframe]
-    hold_back(client, budget_name(creds.name if creds else None), len(first))
+    run_jobs = series_jobs(run_id, p)
+    reserve.hold(client, budget_name(creds.name if creds else None), sum(j.live for j in run_jobs))
     log_event(
         log,
         "backfill_start",
@@ -139,5 +106,5 @@ def dispatch(
         symbols=len(p.config.symbols),
         timeframes=",".join(p.config.timeframes),
     )
-    result = enqueue(app, run_id, p)
+    result = enqueue(app, run_id, run_jobs)
     return Dispatched(run_id, len(p.series), result, fresh=len(p.fresh))

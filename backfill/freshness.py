@@ -17,7 +17,7 @@ from core import keys
 from core.config import BackfillConfig
 from core.credentials import budget_name
 from core.errors import InvalidInput
-from core.freshness import read_states
+from core.freshness import covers_last_close, read_states
 from core.series import Series
 from core.settings import Settings
 from core.timeframe import parse_timeframes
@@ -42,7 +42,7 @@ def freshness(
         stale = [
             s.name
             for s, st in zip(series, states, strict=True)
-            if max(st.newest_start or 0, st.checked_upto or 0) < last_closed
+            if not covers_last_close(st, tf, now)
         ]
         row = {
             "series": len(series),
@@ -57,7 +57,7 @@ def freshness(
         creds = settings.credentials()
     except InvalidInput:  # status must work even where the key is not mounted
         creds = None
-    raw = broker.hgetall(keys.breaker(budget_name(creds.name if creds else None))[0])
+    raw = broker.hgetall(keys.breaker(budget_name(creds.name if creds else None)).state)
     state = {k.decode(): v.decode() for k, v in raw.items()}
     out["breaker"] = {
         "state": state.get("state", "closed"),

@@ -1,7 +1,8 @@
 """Run Celery worker processes locally: for `backfill demo`/`run`, the tests and the benchmarks.
 
 Workers are real `celery -A backfill worker` processes; they get credentials through their
-environment or key file, exactly as in production.
+environment or key file, and their queues from the configuration (no `-Q`: celeryconfig's
+task_queues, in priority order), exactly as in production.
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ import sys
 import time
 import uuid
 from pathlib import Path
-
-from core.keys import queue_order
 
 
 class CeleryProcess:
@@ -94,12 +93,13 @@ class WorkerProcess(CeleryProcess):
         nice: int = 0,
     ) -> None:
         self.name = name or f"w{uuid.uuid4().hex[:6]}@%h"
+        # No -Q by default: like production, the worker consumes every configured queue in
+        # the configuration's order. `queues` only for tests of a deliberately partial worker.
         args = [
             "worker",
             "-n",
             self.name,
-            "-Q",
-            ",".join(queues or queue_order()),
+            *(["-Q", ",".join(queues)] if queues else []),
             "-c",
             str(concurrency),
             "-P",

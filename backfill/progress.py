@@ -39,10 +39,11 @@ class Progress:
 
 def snapshot(client: redis.Redis, run_id: str) -> Progress:
     runs = RunStore(client)
-    meta = runs.meta(run_id) or {"total": 0, "started_at": time.time()}
+    run = runs.meta(run_id)
+    total, started_at = (run.total, run.started_at) if run else (0, time.time())
     outcomes = runs.outcomes(run_id)
     errors = sum(1 for o in outcomes.values() if o.status != "ok")
-    return Progress(run_id, meta["total"], len(outcomes), errors, time.time() - meta["started_at"])
+    return Progress(run_id, total, len(outcomes), errors, time.time() - started_at)
 
 
 def watch(

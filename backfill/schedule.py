@@ -14,7 +14,6 @@ Nothing is persisted: a restarted beat resumes at the next close, and whatever r
 
 from __future__ import annotations
 
-import math
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -23,7 +22,7 @@ from celery.schedules import schedstate, schedule
 
 from core import keys
 from core.settings import load_settings
-from core.timeframe import Timeframe, parse_timeframes
+from core.timeframe import Timeframe, close_step, parse_timeframes
 
 
 class BoundarySchedule(schedule):
@@ -57,7 +56,7 @@ class BoundarySchedule(schedule):
 
 def boundary_entries(timeframes: list[Timeframe], settle_s: float) -> dict[str, dict]:
     """The one beat entry: every close of the timeframes' common step."""
-    step = math.gcd(*(tf.seconds for tf in timeframes))
+    step = close_step(timeframes)
     return {
         "bucket-closes": {
             "task": keys.BOUNDARY_TASK,

@@ -1,8 +1,10 @@
-"""`backfill status`: a run's progress per timeframe, its failures and its gate, from Redis."""
+"""`backfill status`: a run's progress per timeframe, its failures and its gate, from Redis;
+and, for `status` and `health`, the queues that hold messages no live worker consumes."""
 
 from __future__ import annotations
 
 import json
+import sys
 from collections import defaultdict
 
 import redis
@@ -21,7 +23,7 @@ def run_status(client: redis.Redis, run_id: str | None = None) -> dict:
         return {"run_id": run_id, "error": "unknown run"}
     outcomes = runs.outcomes(run_id)
     per_tf: dict[str, dict] = defaultdict(lambda: {"total": 0, "done": 0, "failed": 0})
-    for name in meta["series"]:
+    for name in meta.series:
         per_tf[name.rsplit(":", 1)[1]]["total"] += 1
     for o in outcomes.values():
         per_tf[o.timeframe]["done"] += 1
@@ -29,7 +31,7 @@ def run_status(client: redis.Redis, run_id: str | None = None) -> dict:
     gate = runs.gate(run_id)
     return {
         "run_id": run_id,
-        "total": meta["total"],
+        "total": meta.total,
         "completed": len(outcomes),
         "timeframes": {tf: per_tf[tf] for tf in sorted(per_tf, key=priority_key)},
         "failures": [
@@ -42,12 +44,69 @@ def run_status(client: redis.Redis, run_id: str | None = None) -> dict:
     }
 
 
+def queue_lengths(
+    client: redis.Redis, queues: list[str], transport_options: dict | None = None
+) -> dict[str, int]:
+    """Messages waiting in each queue, as kombu's Redis transport stores them: one list per
+    priority step (`name` for priority 0, `name\\x06\\x16<step>` for the others)."""
+    from kombu.transport.redis import PRIORITY_STEPS, Channel
+
+    opts = transport_options or {}
+    steps = list(opts.get("priority_steps") or PRIORITY_STEPS)
+    prefix = opts.get("global_keyprefix") or ""
+    with client.pipeline(transaction=False) as pipe:
+        for q in queues:
+            for pri in steps:
+                pipe.llen(prefix + (f"{q}{Channel.sep}{pri}" if pri else q))
+        sizes = pipe.execute()
+    n = len(steps)
+    return {q: sum(sizes[i * n : (i + 1) * n]) for i, q in enumerate(queues)}
+
+
+def unconsumed_queues(client: redis.Redis, app, timeout: float) -> list[dict]:
+    """The configured queues that hold messages while no live worker consumes them, in the
+    configuration's (priority) order: `[{"queue": ..., "messages": ...}]`.
+
+    A worker started with an outdated `-Q` list never takes from a queue it does not name:
+    its messages wait for ever, silently. Only when some queue holds messages are the
+    workers asked (`inspect active_queues`, waiting `timeout` seconds for the replies), so
+    an idle fleet costs one pipeline of LLENs. A worker that does not answer in time counts
+    as consuming nothing."""
+    names = [q.name for q in app.conf.task_queues]
+    lengths = queue_lengths(client, names, app.conf.broker_transport_options)
+    waiting = {q: n for q, n in lengths.items() if n}
+    if not waiting:
+        return []
+    replies = app.control.inspect(timeout=timeout).active_queues() or {}
+    consumed = {q["name"] for queues in replies.values() for q in queues or ()}
+    return [{"queue": q, "messages": n} for q, n in waiting.items() if q not in consumed]
+
+
+def unconsumed_warning(unconsumed: list[dict]) -> str:
+    listed = ", ".join(
+        f"{u['queue']} ({u['messages']} message{'s' if u['messages'] != 1 else ''})"
+        for u in unconsumed
+    )
+    return (
+        f"warning: no live worker consumes {listed}: these messages never run; start workers "
+        "with the plain `celery -A backfill worker` (no -Q: queues come from the configuration)"
+    )
+
+
 def print_status(
-    client: redis.Redis, run_id: str | None, as_json: bool = False, fresh: dict | None = None
+    client: redis.Redis,
+    run_id: str | None,
+    as_json: bool = False,
+    fresh: dict | None = None,
+    unconsumed: list[dict] | None = None,
 ) -> int:
     st = run_status(client, run_id)
     if fresh is not None:
         st["freshness"] = fresh
+    if unconsumed is not None:
+        st["unconsumed_queues"] = unconsumed
+        if unconsumed:  # on stderr in every mode: stdout stays the report (or one JSON object)
+            print(unconsumed_warning(unconsumed), file=sys.stderr)
     if as_json:
         print(json.dumps(st))
         return 0 if "error" not in st else 1

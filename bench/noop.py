@@ -1,7 +1,7 @@
 """No-op tasks for the engine's ceiling: the same chord shape as a run, with no work.
 
 Imported by the benchmark's workers (`celery worker --include bench.noop`). The header
-task takes the same arguments and returns an outcome-sized record like
+task takes the same message (a `SeriesJob`) and returns an outcome-sized record like
 `backfill.series`; the callback runs on `backfill.control` like `backfill.finish` and
 marks the run done in Redis.
 """
@@ -13,6 +13,7 @@ import time
 import redis
 
 from backfill.app import app
+from core.jobs import SeriesJob
 from core.outcome import Outcome
 from core.settings import load_settings
 
@@ -25,11 +26,12 @@ def done_key(run_id: str) -> str:
 
 
 @app.task(name="bench.noop", rate_limit=_settings.backfill_worker_rate_limit, acks_late=True)
-def noop(run_id: str, symbol: str, timeframe: str, options: dict) -> dict:
+def noop(job: dict) -> dict:
+    series = SeriesJob.from_message(job)
     return Outcome(
-        series=f"{symbol}:{timeframe}",
-        symbol=symbol,
-        timeframe=timeframe,
+        series=f"{series.symbol}:{series.timeframe}",
+        symbol=series.symbol,
+        timeframe=series.timeframe,
         finished_at=round(time.time(), 4),
     ).to_dict()
 

@@ -149,13 +149,14 @@ def noop_chord(
     from celery import chord, group
 
     from bench.noop import done_key, noop, noop_finish
+    from core.jobs import SeriesJob
     from core.run import new_run_id
 
     run_id = "noop-" + new_run_id()
-    options = BackfillConfig().task_options()
+    options = BackfillConfig().job_options()
     t0 = time.time()
     header = group(
-        noop.si(run_id, s, tf, options).set(queue=queue_for(tf))
+        noop.si(SeriesJob(run_id, s, tf, options).to_message()).set(queue=queue_for(tf))
         for tf in timeframes
         for s in symbols
     )

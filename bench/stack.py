@@ -122,7 +122,7 @@ class Stack:
             extra += ["--include", ",".join(includes)]
         if spec.prefetch is not None:
             extra += ["--prefetch-multiplier", str(spec.prefetch)]
-        for i in range(spec.nodes):
+        for i in range(spec.nodes):  # no -Q: every configured queue, as in production
             w = WorkerProcess(
                 env,
                 name=f"bench{self._fleet_no}-{i + 1}@%h",

@@ -1,14 +1,16 @@
 """One run's parameters (the seed's `BackfillConfig`), with the original service's defaults.
 
-Validated before anything is enqueued; its `task_options` are what travels in every
-series task's arguments, so nothing secret is ever in here.
+Validated before anything is enqueued; its `job_options` are what every job of the run
+carries (core/jobs.py), so nothing secret is ever in here.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from core import defaults as d
 from core.errors import InvalidInput
+from core.jobs import JobOptions
 from core.series import parse_symbols
 from core.timeframe import TIMEFRAME_PRIORITY, parse_timeframes
 
@@ -19,8 +21,7 @@ DEFAULT_SYMBOLS: tuple[str, ...] = (
     "ETC-USD", "FIL-USD", "AAVE-USD", "ALGO-USD", "NEAR-USD",
     "APT-USD", "ARB-USD", "OP-USD", "SHIB-USD", "ICP-USD",
 )  # fmt: skip
-MAX_CACHED = 1000  # the cache contract trims every series to its newest 1000 members
-MIN_CANDLES = 60  # MACD-V needs 60 closed candles to be trusted
+MAX_CACHED, MIN_CANDLES = d.MAX_CACHED, d.MIN_CANDLES
 
 
 @dataclass(frozen=True)
@@ -29,10 +30,10 @@ class BackfillConfig:
 
     symbols: tuple[str, ...] = DEFAULT_SYMBOLS
     timeframes: tuple[str, ...] = TIMEFRAME_PRIORITY
-    candle_count: int = 100
-    min_candles: int = MIN_CANDLES
-    user_id: int = 1
-    exchange_id: int = 1
+    candle_count: int = d.CANDLE_COUNT
+    min_candles: int = d.MIN_CANDLES
+    user_id: int = d.USER_ID
+    exchange_id: int = d.EXCHANGE_ID
     full: bool = False  # ignore what the cache holds and refetch every series
 
     def validated(self) -> BackfillConfig:
@@ -53,15 +54,9 @@ class BackfillConfig:
                 raise InvalidInput(f"{name} {value!r} must be a non-negative integer")
         return replace(self, symbols=symbols, timeframes=timeframes)
 
-    def task_options(self) -> dict:
-        """What every task of the run needs; never anything secret."""
-        return {
-            "candle_count": self.candle_count,
-            "min_candles": self.min_candles,
-            "user_id": self.user_id,
-            "exchange_id": self.exchange_id,
-            "full": self.full,
-        }
+    def job_options(self) -> JobOptions:
+        """What every job of the run carries; never anything secret."""
+        return JobOptions(self.candle_count, self.min_candles, self.user_id, self.exchange_id)
 
 
 DEFAULT_BACKFILL_CONFIG = BackfillConfig()

@@ -58,8 +58,6 @@ class InvalidCandle(BackfillError, ValueError):
 class ExchangeError(BackfillError):
     """Raised for a failed exchange request; names product, timeframe and HTTP status."""
 
-    retryable = False
-
     def __init__(
         self, message: str, *, product: str = "", timeframe: str = "", status: int | None = None
     ) -> None:
@@ -74,8 +72,6 @@ class ExchangeError(BackfillError):
 
 class RetryableError(ExchangeError):
     """The same request may succeed later."""
-
-    retryable = True
 
 
 class RateLimited(RetryableError):

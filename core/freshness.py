@@ -13,12 +13,12 @@ from dataclasses import dataclass
 
 import redis
 
-from core import keys
+from core import defaults, keys
 from core.outcome import Outcome
 from core.series import Series
 from core.timeframe import Timeframe
 
-EXHAUSTED_RECHECK_S = 3600.0
+EXHAUSTED_RECHECK_S = float(defaults.EXHAUSTED_RECHECK_S)
 
 
 @dataclass(frozen=True)
@@ -46,10 +46,15 @@ class CachedState:
         return (self.starts[0] - self.starts[-1]) // seconds + 1 - len(self.starts)
 
 
+def covers_last_close(state: CachedState, tf: Timeframe, now: float) -> bool:
+    """The staleness rule: the newest closed bucket at `now` is cached, or the exchange
+    was asked about it (a bucket without trades is absent, yet known)."""
+    return max(state.newest_start or 0, state.checked_upto or 0) >= tf.last_closed_start(now)
+
+
 def is_fresh(state: CachedState, tf: Timeframe, now: float, n: int) -> bool:
     """Nothing to fetch: checked up to the latest closed bucket, and enough candles."""
-    known = max(state.newest_start or 0, state.checked_upto or 0)
-    return (state.count >= n or state.exhausted) and known >= tf.last_closed_start(now)
+    return (state.count >= n or state.exhausted) and covers_last_close(state, tf, now)
 
 
 def is_recent(state: CachedState, tf: Timeframe, now: float, n: int) -> bool:

@@ -7,6 +7,8 @@ No other module spells a key.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 # --- the platform's contract -------------------------------------------------------------
 
 
@@ -81,20 +83,30 @@ def keeper_lags(timeframe: str, boundary_ms: int) -> str:
     return f"backfill:keeper:{timeframe}:{boundary_ms}"
 
 
-def breaker(budget_name: str) -> list[str]:
-    """The fleet's circuit breaker for one exchange budget: a hash (state, failures,
-    until_ms, probe_ms) and the set of series that failed since the last success."""
-    return [f"backfill:breaker:{budget_name}", f"backfill:breaker:{budget_name}:series"]
+class BreakerKeys(NamedTuple):
+    state: str  # hash: state (closed|open), failures, until_ms, probe_ms
+    series: str  # set: the series that failed since the last success
+
+
+def breaker(budget_name: str) -> BreakerKeys:
+    """The fleet's circuit breaker for one exchange budget."""
+    return BreakerKeys(f"backfill:breaker:{budget_name}", f"backfill:breaker:{budget_name}:series")
 
 
 # --- the fleet budget --------------------------------------------------------------------
 
 
-def budget(name: str) -> list[str]:
-    """sends (sliding-window log; `:late`, `:crowded` counters beside it), slow (429 or
-    near-miss factor), paused (reset time), reserve (5m)."""
+class BudgetKeys(NamedTuple):
+    sends: str  # zset: the sliding-window log (`:late`, `:crowded`, `:seq` beside it)
+    slow: str  # hash: the factor after a 429 or a near-miss, and when it was set
+    paused: str  # nobody sends before this time (a 429's reset)
+    reserve: str  # slots held back for live work (core/reserve.py)
+
+
+def budget(name: str) -> BudgetKeys:
+    """The fleet budget of one exchange key (or of the public endpoint)."""
     prefix = f"backfill:budget:{name}"
-    return [f"{prefix}:sends", f"{prefix}:slow", f"{prefix}:paused", f"{prefix}:reserve"]
+    return BudgetKeys(f"{prefix}:sends", f"{prefix}:slow", f"{prefix}:paused", f"{prefix}:reserve")
 
 
 # --- queues and tasks --------------------------------------------------------------------

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from secrets import token_hex
 
 import redis
 
 from core import keys
+from core.config import BackfillConfig
 from core.outcome import Outcome
 
 RUN_TTL_S = 7 * 24 * 3600
@@ -24,11 +26,26 @@ def new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + token_hex(3)
 
 
+@dataclass(frozen=True)
+class RunRecord:
+    """What the dispatcher recorded about a run, decoded once."""
+
+    run_id: str
+    total: int
+    started_at: float
+    series: list[str]  # every series of the run, fresh ones included
+    config: BackfillConfig
+
+
+_CONFIG_FIELDS = ("symbols", "timeframes", "candle_count", "min_candles", "user_id",
+                  "exchange_id", "full")  # fmt: skip
+
+
 class RunStore:
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
 
-    def create(self, run_id: str, series: list[str], meta: dict) -> None:
+    def create(self, run_id: str, series: list[str], config: BackfillConfig) -> None:
         pipe = self.redis.pipeline()
         pipe.hset(
             keys.run(run_id),
@@ -36,22 +53,29 @@ class RunStore:
                 "total": len(series),
                 "started_at": f"{time.time():.3f}",
                 "series": json.dumps(series),
-                **{k: json.dumps(v) for k, v in meta.items()},
+                **{k: json.dumps(getattr(config, k)) for k in _CONFIG_FIELDS},
             },
         )
         pipe.expire(keys.run(run_id), RUN_TTL_S)
         pipe.set(keys.RUN_LATEST, run_id, ex=RUN_TTL_S)
         pipe.execute()
 
-    def meta(self, run_id: str) -> dict | None:
+    def meta(self, run_id: str) -> RunRecord | None:
         raw = self.redis.hgetall(keys.run(run_id))
         if not raw:
             return None
         out = {k.decode(): v.decode() for k, v in raw.items()}
-        out["total"] = int(out["total"])
-        out["started_at"] = float(out["started_at"])
-        out["series"] = json.loads(out["series"])
-        return out
+        given = {k: json.loads(out[k]) for k in _CONFIG_FIELDS if k in out}
+        for k in ("symbols", "timeframes"):
+            if k in given:
+                given[k] = tuple(given[k])
+        return RunRecord(
+            run_id,
+            int(out["total"]),
+            float(out["started_at"]),
+            json.loads(out["series"]),
+            BackfillConfig(**given),
+        )
 
     def latest(self) -> str | None:
         v = self.redis.get(keys.RUN_LATEST)

@@ -13,7 +13,8 @@ from pathlib import Path
 from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from core.config import DEFAULT_SYMBOLS, MIN_CANDLES, BackfillConfig
+from core import defaults as d
+from core.config import DEFAULT_SYMBOLS, BackfillConfig
 from core.credentials import Credentials, load_credentials
 from core.errors import InvalidInput
 from core.text import split_names
@@ -35,26 +36,26 @@ class Settings(BaseSettings):
     coinbase_api_private_key: SecretStr | None = None
     backfill_symbols: str = ",".join(DEFAULT_SYMBOLS)
     backfill_timeframes: str = ",".join(TIMEFRAME_PRIORITY)
-    backfill_candle_count: int = 100
-    backfill_min_candles: int = MIN_CANDLES
-    backfill_user_id: int = 1
-    backfill_exchange_id: int = 1
-    backfill_worker_rate_limit: str = "5/s"
-    backfill_fleet_rate: float | None = None  # default: 25/s with a key, 8/s public
-    backfill_request_cap: int = 300
-    backfill_max_retries: int = 10
-    backfill_request_timeout_s: float = 10.0
-    backfill_cache_ttl_s: int = 86400
-    backfill_visibility_timeout_s: int = 900
+    backfill_candle_count: int = d.CANDLE_COUNT
+    backfill_min_candles: int = d.MIN_CANDLES
+    backfill_user_id: int = d.USER_ID
+    backfill_exchange_id: int = d.EXCHANGE_ID
+    backfill_worker_rate_limit: str = d.WORKER_RATE_LIMIT
+    backfill_fleet_rate: float | None = None  # default: FLEET_RATE_KEY or FLEET_RATE_PUBLIC
+    backfill_request_cap: int = d.REQUEST_CAP
+    backfill_max_retries: int = d.MAX_RETRIES
+    backfill_request_timeout_s: float = d.REQUEST_TIMEOUT_S
+    backfill_cache_ttl_s: int = d.CACHE_TTL_S
+    backfill_visibility_timeout_s: int = d.VISIBILITY_TIMEOUT_S
     backfill_log_json: bool | None = None
-    backfill_settle_s: float = 3.0  # after a bucket close, before its refresh is enqueued
-    backfill_breaker_failures: int = 5  # consecutive exchange failures that open the breaker
-    backfill_breaker_cooldown_s: float = 15.0  # open this long, then one probe
-    backfill_request_deadline_s: float = 15.0  # one request in all: connect, headers, body
-    backfill_max_body_bytes: int = 2 * 1024 * 1024  # raw and decompressed
-    backfill_max_reset_s: float = 60.0  # longest pause a 429's reset header may cause
-    backfill_max_clock_skew_s: float = 30.0  # beyond it the exchange's Date is logged
-    backfill_exhausted_recheck_s: int = 3600  # 'no older candles' is believed this long
+    backfill_settle_s: float = d.SETTLE_S
+    backfill_breaker_failures: int = d.BREAKER_FAILURES
+    backfill_breaker_cooldown_s: float = d.BREAKER_COOLDOWN_S
+    backfill_request_deadline_s: float = d.REQUEST_DEADLINE_S
+    backfill_max_body_bytes: int = d.MAX_BODY_BYTES
+    backfill_max_reset_s: float = d.MAX_RESET_S
+    backfill_max_clock_skew_s: float = d.MAX_CLOCK_SKEW_S
+    backfill_exhausted_recheck_s: int = d.EXHAUSTED_RECHECK_S
 
     @field_validator(
         "cache_redis_url",
@@ -128,7 +129,7 @@ class Settings(BaseSettings):
             if self.backfill_fleet_rate <= 0:
                 raise InvalidInput(f"BACKFILL_FLEET_RATE {self.backfill_fleet_rate} must be > 0")
             return self.backfill_fleet_rate
-        return 25.0 if self.has_key else 8.0
+        return d.FLEET_RATE_KEY if self.has_key else d.FLEET_RATE_PUBLIC
 
     def credentials(self) -> Credentials | None:
         """The parsed API key, or None for the public endpoint; raises `InvalidInput`."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from core.errors import InvalidInput
@@ -63,6 +64,20 @@ def priority_key(name: str) -> tuple[int, int]:
     if name in TIMEFRAME_PRIORITY:
         return (0, TIMEFRAME_PRIORITY.index(name))
     return (1, tf.seconds)
+
+
+def close_step(timeframes: list[Timeframe]) -> int:
+    """Seconds between two instants at which a bucket of some of `timeframes` closes (the
+    finest step they share: 300 for 5m..1d, 60 once 1m is among them)."""
+    return math.gcd(*(tf.seconds for tf in timeframes))
+
+
+def closed_at(timeframes: list[Timeframe], now: float) -> tuple[int, list[Timeframe]]:
+    """The latest close instant at or before `now` (UNIX s) and the timeframes, in
+    priority order, whose bucket closed then."""
+    step = close_step(timeframes)
+    at = int(now) - int(now) % step
+    return at, [tf for tf in timeframes if at % tf.seconds == 0]
 
 
 def parse_timeframes(names: list[str] | str) -> list[Timeframe]:

@@ -75,7 +75,9 @@ def worker_env(redis_url: str, sim, key_file: Path) -> dict[str, str]:
 
 @pytest.fixture
 def start_workers(worker_env, tmp_path):
-    """Start real `celery worker` processes; all are stopped after the test."""
+    """Start real `celery worker` processes; all are stopped after the test. Like production
+    they get no -Q (every configured queue, in priority order); `queues=[...]` starts a
+    deliberately partial worker."""
     from backfill.app import app
     from backfill.local import WorkerProcess, wait_for_workers
 

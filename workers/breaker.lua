@@ -1,15 +1,14 @@
 -- The fleet's circuit breaker for one exchange budget (one hash, shared by every worker).
--- KEYS[1] breaker hash: state (closed|open), failures, until_ms (open until), probe_ms
--- KEYS[2] set: the series that failed since the last success
--- ARGV[1] op: allow | success | failure; ARGV[2] failures that open it; ARGV[3] cool-down ms;
--- ARGV[4] the failing series. It opens only when the failures span two series or more:
--- one bad product (or one slow path) is that series' problem, not the exchange's.
+-- It opens only when the failures span two series or more: one bad product (or one slow
+-- path) is that series' problem, not the exchange's.
 -- returns {verdict, transition}: allow -> 1 (go) or 0 (do not ask the exchange);
 -- transition is 'opened', 'closed' or '' so exactly one worker logs each change.
-local key = KEYS[1]
-local op = ARGV[1]
-local threshold = tonumber(ARGV[2])
-local cooldown = tonumber(ARGV[3])
+local key = KEYS[1]            -- hash: state (closed|open), failures, until_ms, probe_ms
+local failed_series = KEYS[2]  -- set: the series that failed since the last success
+local op = ARGV[1]                   -- allow | success | failure
+local threshold = tonumber(ARGV[2])  -- failures that open it
+local cooldown = tonumber(ARGV[3])   -- ms open before one probe
+local series = ARGV[4]               -- the failing series ('' unless op is failure)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local state = redis.call('HGET', key, 'state') or 'closed'
@@ -24,7 +23,7 @@ if op == 'allow' then
   redis.call('HSET', key, 'probe_ms', now)
   return {1, ''}
 elseif op == 'success' then
-  redis.call('DEL', KEYS[2])
+  redis.call('DEL', failed_series)
   if state == 'open' then
     redis.call('DEL', key)
     return {1, 'closed'}
@@ -34,10 +33,10 @@ elseif op == 'success' then
   return {1, ''}
 else
   local failures = redis.call('HINCRBY', key, 'failures', 1)
-  redis.call('SADD', KEYS[2], ARGV[4])
-  redis.call('PEXPIRE', KEYS[2], keep)
+  redis.call('SADD', failed_series, series)
+  redis.call('PEXPIRE', failed_series, keep)
   local transition = ''
-  if state == 'open' or (failures >= threshold and redis.call('SCARD', KEYS[2]) >= 2) then
+  if state == 'open' or (failures >= threshold and redis.call('SCARD', failed_series) >= 2) then
     if state ~= 'open' then transition = 'opened' end
     redis.call('HSET', key, 'state', 'open', 'until_ms', now + cooldown, 'probe_ms', 0)
   end

@@ -11,32 +11,35 @@ transitions are logged once (`breaker_open`, `breaker_closed`).
 from __future__ import annotations
 
 import logging
-from importlib import resources
 
 import redis
 
-from core import keys
+from core import defaults, keys
 from core.errors import CircuitOpen, InvalidResponse, RateLimited, TransientError
 from core.logs import log_event
+from workers.lua import LuaScript
 
 log = logging.getLogger("backfill.breaker")
 
 
 class Breaker:
     def __init__(
-        self, client: redis.Redis, budget_name: str, *, failures: int = 5, cooldown_s: float = 15.0
+        self,
+        client: redis.Redis,
+        budget_name: str,
+        *,
+        failures: int = defaults.BREAKER_FAILURES,
+        cooldown_s: float = defaults.BREAKER_COOLDOWN_S,
     ) -> None:
         self.redis = client
         self.keys = keys.breaker(budget_name)
         self.failures = failures
         self.cooldown_ms = int(cooldown_s * 1000)
-        self._script = client.register_script(
-            resources.files("workers").joinpath("breaker.lua").read_text()
-        )
+        self._script = LuaScript(client, "breaker.lua")
 
     def _call(self, op: str, series: str = "") -> tuple[int, str]:
         verdict, transition = self._script(
-            keys=self.keys, args=[op, self.failures, self.cooldown_ms, series]
+            self.keys, op=op, threshold=self.failures, cooldown=self.cooldown_ms, series=series
         )
         transition = transition.decode() if isinstance(transition, bytes) else transition
         if transition == "opened":

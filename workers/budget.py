@@ -15,9 +15,9 @@ evenly spaced, so a late-counting exchange sees as few of them bunched as possib
 log holds reserved times, so a send must go on time: one that wakes late re-reserves
 rather than join a later burst.
 
-The run's first timeframe (5m) comes first here too: the dispatcher holds back as many
-slots as it enqueued first-timeframe series, and other requests cannot take them; each
-first-timeframe request releases one.
+Live work comes first here too: whoever enqueues it holds slots back in the budget's
+reserve (core/reserve.py: the run's first timeframe, the refreshes of a bucket close);
+other requests cannot take them, and each live request takes one (`using_reserve`).
 
 After a 429 the whole fleet's rate is halved (down to 1/8) and recovers linearly
 (10 % of full rate per second); a reset time sent with the 429 pauses every worker until
@@ -35,12 +35,12 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from importlib import resources
 
 import redis
 
-from core import keys
+from core import defaults, keys
 from core.errors import BudgetTimeout
+from workers.lua import LuaScript
 
 # The window is 1 s + GUARD_S, so that up to 50 ms of scheduling jitter between a slot and the
 # request's arrival cannot put rate+1 requests into one second at the exchange.
@@ -65,11 +65,11 @@ class FleetBudget:
         name: str,
         rate: float,
         *,
-        max_wait_s: float = 30.0,
+        max_wait_s: float = defaults.BUDGET_MAX_WAIT_S,
         guard_s: float = GUARD_S,
         late_tolerance_s: float | None = None,
         sleep=time.sleep,
-        max_reset_s: float = 60.0,
+        max_reset_s: float = defaults.MAX_RESET_S,
     ) -> None:
         if rate <= 0:
             raise ValueError(f"fleet rate {rate} must be > 0")
@@ -83,16 +83,16 @@ class FleetBudget:
         self.limit = max(1.0, rate)
         self.min_gap_us = 1e6 / (2 * rate)
         self._keys = keys.budget(name)
+        self._throttle_keys = (self._keys.sends, self._keys.slow, self._keys.paused)
         self._local = threading.local()
-        self._acquire = client.register_script(_lua("budget.lua"))
-        self._throttle = client.register_script(_lua("throttle.lua"))
+        self._acquire = LuaScript(client, "budget.lua")
+        self._throttle = LuaScript(client, "throttle.lua")
         self._sleep = sleep
         if late_tolerance_s is None:
             late_tolerance_s = float(os.environ.get(LATE_TOLERANCE_ENV, LATE_TOLERANCE_S))
         self.late_tolerance_s = late_tolerance_s
         self.late_wakes = 0
         self._trace = _Trace(os.environ.get(TRACE_ENV))
-        self.waited_s = 0.0
         self.factor = 1.0
 
     def acquire(self) -> None:
@@ -110,26 +110,23 @@ class FleetBudget:
         give_up = time.monotonic() + self.max_wait_s
         while True:
             asked = time.monotonic()
-            wait_us, reserved, factor, member = self._acquire(
-                keys=self._keys,
-                args=[
-                    self.limit,
-                    self.window_us,
-                    max(0.0, give_up - asked) * 1e6,
-                    RECOVERY_PER_S,
-                    self.min_gap_us,
-                    int(getattr(self._local, "first", False)),
-                    stale,
-                ],
+            wait_us, granted, factor, member = self._acquire(
+                self._keys,
+                limit_at_full=self.limit,
+                window=self.window_us,
+                max_wait=max(0.0, give_up - asked) * 1e6,
+                recovery=RECOVERY_PER_S,
+                min_gap=self.min_gap_us,
+                live=int(getattr(self._local, "live", False)),
+                stale=stale,
             )
             self.factor = factor / 1000
-            if not reserved:
+            if not granted:
                 raise BudgetTimeout(
                     f"fleet budget {self.name!r} has no slot within {self.max_wait_s:.0f}s "
                     f"(next in {wait_us / 1e6:.1f}s)"
                 )
             if wait_us > 0:
-                self.waited_s += wait_us / 1e6
                 self._sleep(wait_us / 1e6)
             # late by at least this much (measured from before the call: conservative)
             due = asked + wait_us / 1e6
@@ -161,13 +158,14 @@ class FleetBudget:
         return True
 
     @contextmanager
-    def first_in_line(self, first: bool = True) -> Iterator[None]:
-        """Requests made inside belong to the run's first timeframe (this thread only)."""
-        self._local.first = first
+    def using_reserve(self, live: bool = True) -> Iterator[None]:
+        """Requests made inside are live work and may take the reserve's slots (this
+        thread only; see core/reserve.py)."""
+        self._local.live = live
         try:
             yield
         finally:
-            self._local.first = False
+            self._local.live = False
 
     def throttled(self, reset_after: float | None) -> None:
         """A 429 arrived anyway: slow the whole fleet down, and pause it for the reset time,
@@ -176,7 +174,12 @@ class FleetBudget:
         reset = 0.0 if math.isnan(reset) else min(self.max_reset_s, max(0.0, reset))
         reset_us = reset * 1e6
         factor = self._throttle(
-            keys=self._keys, args=[RECOVERY_PER_S, LOWEST_FACTOR, reset_us, 0.5, 0]
+            self._throttle_keys,
+            recovery=RECOVERY_PER_S,
+            lowest=LOWEST_FACTOR,
+            reset_us=reset_us,
+            multiplier=0.5,
+            quiet_us=0,
         )
         self.factor = factor / 1000
 
@@ -187,14 +190,18 @@ class FleetBudget:
         if used <= min(self.limit, limit - 1):
             return
         factor = self._throttle(
-            keys=self._keys,
-            args=[RECOVERY_PER_S, CROWDED_LOWEST, 0, CROWDED_FACTOR, self.window_us],
+            self._throttle_keys,
+            recovery=RECOVERY_PER_S,
+            lowest=CROWDED_LOWEST,
+            reset_us=0,
+            multiplier=CROWDED_FACTOR,
+            quiet_us=self.window_us,
         )
         self.factor = factor / 1000
 
     def recently_throttled(self) -> bool:
         """True while the fleet is still recovering from a 429 (or a near-miss)."""
-        return bool(self.redis.exists(self._keys[1]))
+        return bool(self.redis.exists(self._keys.slow))
 
 
 class MemoryBudget:
@@ -237,6 +244,3 @@ class _Trace:
         with self._lock, open(f"{self.folder}/sends-{os.getpid()}.txt", "a") as f:
             f.write(line)
 
-
-def _lua(name: str) -> str:
-    return resources.files("workers").joinpath(name).read_text()

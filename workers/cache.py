@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from importlib import resources
 from typing import Protocol
 
 import redis
 
-from core import keys
+from core import defaults, keys
 from core.candle import Candle
 from core.errors import InvalidCandle
 from core.freshness import EXHAUSTED_RECHECK_S, CachedState, read_states
 from core.series import Series
+from workers.lua import LuaScript
 
-MAX_MEMBERS = 1000
-TTL_S = 24 * 3600
+MAX_MEMBERS = defaults.MAX_CACHED
 
 
 ANNOUNCE_NONE, ANNOUNCE_NEW, ANNOUNCE_NEWEST = 0, 1, 2
@@ -67,9 +66,9 @@ class CandleCache:
         self,
         client: redis.Redis,
         *,
-        user_id: int = 1,
-        exchange_id: int = 1,
-        ttl_s: int = TTL_S,
+        user_id: int = defaults.USER_ID,
+        exchange_id: int = defaults.EXCHANGE_ID,
+        ttl_s: int = defaults.CACHE_TTL_S,
         exhausted_recheck_s: float = EXHAUSTED_RECHECK_S,
     ) -> None:
         self.redis = client
@@ -77,9 +76,7 @@ class CandleCache:
         self.user_id = user_id
         self.exchange_id = exchange_id
         self.ttl_s = ttl_s
-        self._write = client.register_script(
-            resources.files("workers").joinpath("cache_write.lua").read_text()
-        )
+        self._write = LuaScript(client, "cache_write.lua")
 
     def key(self, series: Series) -> str:
         return series.cache_key(self.user_id, self.exchange_id)
@@ -110,22 +107,21 @@ class CandleCache:
         check_candles(series, candles)
         candles = sorted(candles, key=lambda c: c.start)
         found = int(exhausted_at or time.time()) if exhausted else 0
-        args: list[object] = [
-            self.ttl_s,
-            MAX_MEMBERS,
-            (checked_upto or 0) * 1000,
-            found,
-            announce,
-        ]
+        pairs: list[object] = []
         for c in candles:
-            args += [c.timestamp_ms, c.member(series.symbol, series.timeframe.name)]
+            pairs += [c.timestamp_ms, c.member(series.symbol, series.timeframe.name)]
         held, announced = self._write(
-            keys=[
+            [
                 self.key(series),
                 self.checked_key(series),
                 series.close_channel(self.user_id, self.exchange_id),
             ],
-            args=args,
+            pairs,
+            ttl=self.ttl_s,
+            keep=MAX_MEMBERS,
+            checked_upto=(checked_upto or 0) * 1000,
+            exhausted_at=found,
+            announce=announce,
         )
         return Written(int(held), int(announced))
 
@@ -142,11 +138,6 @@ class CandleCache:
             exchange_id=self.exchange_id,
             exhausted_recheck_s=self.exhausted_recheck_s,
         )
-
-    def newest(self, series: Series, n: int) -> list[str]:
-        """What a reader gets: the newest n members, oldest first (`ZRANGE key -n -1`)."""
-        members = self.redis.zrange(self.key(series), -n, -1)
-        return [m.decode() if isinstance(m, bytes) else m for m in members]
 
 
 class MemoryCandleStore:

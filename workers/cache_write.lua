@@ -1,18 +1,19 @@
 -- Write one series atomically, as the cache contract says, and announce new closes.
--- KEYS[1] candles:{user}:{exchange}:{symbol}:{timeframe}
--- KEYS[2] backfill:checked:{...}: how far the exchange was checked (survives gaps: a bucket
---         with no trades is absent, yet checked)
--- KEYS[3] channel:candle:close:{user}:{exchange}:{symbol}:{timeframe}
--- ARGV[1] TTL seconds, ARGV[2] members to keep (1000), ARGV[3] checked-up-to bucket (ms,
--- 0: unchanged), ARGV[4] when the exchange was found to have nothing older (UNIX s, 0:
--- it has more; believed for a while only, see core/freshness.py), ARGV[5] announce:
--- 0 nothing, 1 every new candle (oldest first), 2 only the newest candle if it is new;
--- then score, member pairs, oldest first.
 -- One member per timestamp: whatever holds a candle's score is replaced, never duplicated.
 -- A candle is new when no member held its score before: announced once, whoever wrote it.
 -- returns {members held after, candles announced}
-local key = KEYS[1]
-local announce = tonumber(ARGV[5])
+local key = KEYS[1]      -- candles:{user}:{exchange}:{symbol}:{timeframe}
+local checked = KEYS[2]  -- backfill:checked:{...}: how far the exchange was checked (a
+                         -- bucket with no trades is absent, yet checked)
+local channel = KEYS[3]  -- channel:candle:close:{user}:{exchange}:{symbol}:{timeframe}
+local ttl = tonumber(ARGV[1])           -- seconds
+local keep = tonumber(ARGV[2])          -- members to keep (1000)
+local checked_upto = tonumber(ARGV[3])  -- newest bucket asked about (ms; 0: unchanged)
+local exhausted_at = ARGV[4]            -- when nothing older was found (UNIX s; 0: more
+                                        -- exists; believed a while only, core/freshness.py)
+local announce = tonumber(ARGV[5])      -- 0 nothing, 1 every new candle (oldest first),
+                                        -- 2 only the newest candle if it is new
+-- then score, member pairs, oldest first (ARGV[6] on)
 local fresh = {}
 for i = 6, #ARGV, 2 do
   if redis.call('ZCOUNT', key, ARGV[i], ARGV[i]) == 0 then
@@ -28,24 +29,22 @@ if announce == 2 and #fresh > 0 then
   local newest = ARGV[#ARGV]
   if fresh[#fresh] == newest then fresh = {newest} else fresh = {} end
 end
-redis.call('ZREMRANGEBYRANK', key, 0, -(tonumber(ARGV[2]) + 1))
-local ttl = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYRANK', key, 0, -(keep + 1))
 if redis.call('EXISTS', key) == 1 then
   redis.call('EXPIRE', key, ttl)
 end
-local checked = tonumber(ARGV[3])
-if checked > 0 then
-  local old = tonumber(redis.call('HGET', KEYS[2], 'upto') or '0')
-  if checked > old then
-    redis.call('HSET', KEYS[2], 'upto', ARGV[3])
+if checked_upto > 0 then
+  local old = tonumber(redis.call('HGET', checked, 'upto') or '0')
+  if checked_upto > old then
+    redis.call('HSET', checked, 'upto', string.format('%.0f', checked_upto))
   end
-  redis.call('HSET', KEYS[2], 'exhausted', ARGV[4])
-  redis.call('EXPIRE', KEYS[2], ttl)
+  redis.call('HSET', checked, 'exhausted', exhausted_at)
+  redis.call('EXPIRE', checked, ttl)
 end
 local announced = 0
 if announce > 0 then
   for _, member in ipairs(fresh) do
-    redis.call('PUBLISH', KEYS[3], member)
+    redis.call('PUBLISH', channel, member)
     announced = announced + 1
   end
 end

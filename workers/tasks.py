@@ -12,37 +12,28 @@ environment or key file, never from task arguments.
 from __future__ import annotations
 
 import logging
-import random
 import time
 
 import redis
-from celery import Task, chord, current_app, group, shared_task
-from celery.exceptions import SoftTimeLimitExceeded
+from celery import Task, current_app, shared_task
 
-from core import keys
+from core import jobs, keys
 from core.claims import claim
-from core.errors import (
-    AuthError,
-    BackfillError,
-    InvalidCandle,
-    InvalidInput,
-    PermanentError,
-    RateLimited,
-    RetryableError,
-)
+from core.freshness import covers_last_close
+from core.jobs import Job, RefreshJob, SeriesJob, series_of
 from core.logs import log_event
 from core.outcome import Outcome
-from core.run import RunStore
+from core.run import RunRecord, RunStore
 from core.series import Series
 from core.summary import summarize
 from core.text import clean_text
 from workers.breaker import counts_against_exchange
-from workers.cache import ANNOUNCE_NEW
+from workers.cache import ANNOUNCE_NEW, ANNOUNCE_NEWEST
 from workers.fetch import FetchOptions, FourHourMemory, fill_series
 from workers.resources import resources
+from workers.retry import Fail, RetryPolicy, decide
 
 log = logging.getLogger("backfill.worker")
-RETRY_BASE_S = 1.0
 MAX_TOPUPS = 3  # rounds of refreshing series that went stale during a run, before the gate
 
 
@@ -57,153 +48,81 @@ class RunFourHourMemory(FourHourMemory):
         self.runs.set_flag(self.run_id, "four_hour_rejected")
 
 
-def retry_countdown(retries: int, error: BackfillError, retry_max_s: float = 60.0) -> float:
-    """Exponential backoff with full jitter, at least the exchange's reset time, capped
-    at `retry_max_s` (below the visibility timeout)."""
-    backoff = random.uniform(0, min(retry_max_s, RETRY_BASE_S * 2**retries))
-    if isinstance(error, RateLimited) and error.reset_after:
-        backoff = max(backoff, min(retry_max_s, error.reset_after))
-    return max(0.2, backoff)
-
-
 @shared_task(bind=True, name=keys.SERIES_TASK, acks_late=True)
-def backfill_series(
-    self: Task, run_id: str, symbol: str, timeframe: str, options: dict, auth_retried: bool = False
-) -> dict:
-    """Fill one series and return its outcome (never raises once retries are spent)."""
-    series = Series.of(symbol, timeframe)
-    opts = FetchOptions(
-        candle_count=options["candle_count"],
-        min_candles=options["min_candles"],
-        full=options.get("full", False),
-    )
-    outcome = _fill(self, run_id, series, options, opts, options.get("first", False), auth_retried)
-    return outcome.to_dict()
+def backfill_series(self: Task, job: dict, auth_retried: bool = False) -> dict:
+    """Fill one series of a run and return its outcome (never raises once retries are
+    spent; a message no dispatcher would build raises, and the chord's error callback
+    opens the gate as failed)."""
+    return _fill(self, SeriesJob.from_message(job), auth_retried).to_dict()
 
 
 @shared_task(bind=True, name=keys.REFRESH_TASK, acks_late=True)
-def refresh_series(
-    self: Task,
-    symbol: str,
-    timeframe: str,
-    options: dict,
-    boundary_ms: int | None = None,
-    run_id: str | None = None,
-    auth_retried: bool = False,
-) -> dict:
+def refresh_series(self: Task, job: dict, auth_retried: bool = False) -> dict:
     """After a bucket close: fetch the series' tail, write it, announce each new candle.
 
-    `boundary_ms` (from the beat's fan-out) makes it once per series per bucket close:
-    the first task to claim it runs, a duplicate (a second beat, a redelivered fan-out)
-    returns at once, and a redelivery of this same task (its worker died) runs again.
-    `run_id` (a startup run's top-up before its gate) records the outcome in that run.
+    A bucket close's refresh (`boundary_ms`) runs once per series per close: the first
+    task to claim it runs, a duplicate (a second beat, a redelivered fan-out) returns at
+    once, and a redelivery of this same task (its worker died) runs again. A run's top-up
+    (`run_id`) records the outcome in that run.
     """
-    series = Series.of(symbol, timeframe)
+    refresh = RefreshJob.from_message(job)
+    series = series_of(refresh)
     res = resources.get()
-    if boundary_ms is not None and not _claim(res, series, options, boundary_ms, self.request.id):
+    if refresh.boundary_ms is not None and not _claim(res, refresh, self.request.id):
         return {"series": series.name, "status": "duplicate"}
-    opts = FetchOptions(
-        candle_count=options["candle_count"],
-        min_candles=options["min_candles"],
-        announce=ANNOUNCE_NEW,
-    )
-    outcome = _fill(self, run_id, series, options, opts, True, auth_retried)
+    outcome = _fill(self, refresh, auth_retried)
     if outcome.status == "ok" and outcome.newest_ts is not None:
-        res.keeper_lag(series, boundary_ms, outcome.newest_ts)
+        res.keeper_lag(series, refresh.boundary_ms, outcome.newest_ts)
     return outcome.to_dict()
 
 
-def _claim(res, series: Series, options: dict, boundary_ms: int, task_id: str | None) -> bool:
-    key = keys.refresh_claim(
-        options["user_id"], options["exchange_id"], series.symbol, series.timeframe.name,
-        boundary_ms,
-    )  # fmt: skip
-    return claim(res.broker, key, task_id, 2 * series.timeframe.seconds + 60)
+def _claim(res, job: RefreshJob, task_id: str | None) -> bool:
+    o = job.options
+    key = keys.refresh_claim(o.user_id, o.exchange_id, job.symbol, job.timeframe, job.boundary_ms)
+    return claim(res.broker, key, task_id, 2 * series_of(job).timeframe.seconds + 60)
 
 
-def _fill(
-    task: Task,
-    run_id: str | None,
-    series: Series,
-    options: dict,
-    opts: FetchOptions,
-    first: bool,
-    auth_retried: bool,
-) -> Outcome:
+def _fill(task: Task, job: Job, auth_retried: bool) -> Outcome:
     """Fill under the budget and the breaker; retry what may pass later; an outcome always."""
     t0 = time.monotonic()
     res = resources.get()
-    retries = task.request.retries
-    symbol, timeframe = series.symbol, series.timeframe.name
+    series, retries = series_of(job), task.request.retries
+    refresh = isinstance(job, RefreshJob)
     try:
         if res.config_error is not None:
             raise res.config_error
-        res.breaker.check(symbol, timeframe)
-        with res.budget.first_in_line(first):
+        res.breaker.check(job.symbol, job.timeframe)
+        with res.budget.using_reserve(job.live):
             outcome = fill_series(
                 series,
                 res.client,
-                res.cache(options["user_id"], options["exchange_id"]),
-                opts,
-                RunFourHourMemory(res.runs, run_id) if run_id else None,
+                res.cache(job.options.user_id, job.options.exchange_id),
+                FetchOptions(
+                    candle_count=job.options.candle_count,
+                    min_candles=job.options.min_candles,
+                    full=not refresh and job.full,
+                    announce=ANNOUNCE_NEW if refresh else ANNOUNCE_NEWEST,
+                ),
+                RunFourHourMemory(res.runs, job.run_id) if job.run_id else None,
             )
         res.breaker.success()
-    except AuthError as e:
-        # Under load Coinbase has answered 401 where it meant 429: retry once.
-        if not auth_retried and res.budget.recently_throttled():
-            raise task.retry(
-                exc=e,
-                countdown=retry_countdown(retries, e, res.retry_max_s),
-                kwargs={**task.request.kwargs, "auth_retried": True},
-            ) from None
-        outcome = Outcome.failed(series.name, e, "auth", retries)
-    except (RetryableError, redis.RedisError, SoftTimeLimitExceeded) as e:
-        if counts_against_exchange(e):
-            res.breaker.failure(series.name)
-        if retries < task.max_retries:
-            countdown = (
-                retry_countdown(retries, e, res.retry_max_s)
-                if isinstance(e, BackfillError)
-                else 1.0
-            )
-            log_event(
-                log,
-                "backfill_retry",
-                run_id=run_id,
-                series=series.name,
-                symbol=symbol,
-                timeframe=timeframe,
-                retry=retries + 1,
-                countdown=round(countdown, 2),
-                error=clean_text(f"{type(e).__name__}: {e}"),
-                level=logging.WARNING,
-            )
-            raise task.retry(exc=e, countdown=countdown) from None
-        outcome = Outcome.failed(series.name, e, "retries_exhausted", retries)
-    except PermanentError as e:
-        outcome = Outcome.failed(series.name, e, type(e).__name__, retries)
-    except InvalidInput as e:
-        outcome = Outcome.failed(series.name, e, "config", retries)
-    except InvalidCandle as e:
-        outcome = Outcome.failed(series.name, e, "invalid_candle", retries)
-    except Exception as e:  # a bug must not stop the chord either; it is logged in full
-        log.exception("unexpected error in %s", series.name)
-        outcome = Outcome.failed(series.name, e, "unexpected", retries)
+    except Exception as e:  # the decision (workers/retry.py) says what each error means
+        outcome = _failed(task, job, series, e, auth_retried)
     outcome.retries = retries
     outcome.elapsed_s = round(time.monotonic() - t0, 4)
     outcome.finished_at = round(time.time(), 4)
-    if run_id:
+    if job.run_id:
         try:
-            res.runs.record(run_id, outcome)
+            res.runs.record(job.run_id, outcome)
         except redis.RedisError:
             log.warning("could not record progress for %s", series.name)
     log_event(
         log,
-        "backfill_symbol_complete" if opts.announce != ANNOUNCE_NEW else "refresh_complete",
-        run_id=run_id,
+        "refresh_complete" if refresh else "backfill_symbol_complete",
+        run_id=job.run_id,
         series=series.name,
-        symbol=symbol,
-        timeframe=timeframe,
+        symbol=job.symbol,
+        timeframe=job.timeframe,
         status=outcome.status,
         mode=outcome.mode,
         candles=outcome.candles_cached,
@@ -215,25 +134,64 @@ def _fill(
     return outcome
 
 
+def _failed(task: Task, job: Job, series: Series, e: Exception, auth_retried: bool) -> Outcome:
+    """Carry out the retry policy's decision: raise Celery's Retry, or a failed outcome."""
+    res = resources.get()
+    retries = task.request.retries
+    if counts_against_exchange(e):
+        res.breaker.failure(series.name)
+    decision = decide(
+        e,
+        retries,
+        RetryPolicy(task.max_retries, res.retry_max_s),
+        throttled=res.budget.recently_throttled(),
+        auth_retried=auth_retried,
+    )
+    if isinstance(decision, Fail):
+        if decision.reason == "unexpected":  # a bug must not stop the chord: logged in full
+            log.error("unexpected error in %s", series.name, exc_info=e)
+        return Outcome.failed(series.name, e, decision.reason, retries)
+    log_event(
+        log,
+        "backfill_retry",
+        run_id=job.run_id,
+        series=series.name,
+        symbol=job.symbol,
+        timeframe=job.timeframe,
+        retry=retries + 1,
+        countdown=round(decision.countdown, 2),
+        error=clean_text(f"{type(e).__name__}: {e}"),
+        level=logging.WARNING,
+    )
+    raise task.retry(
+        args=(job.to_message(),),
+        kwargs={"auth_retried": auth_retried or decision.auth_retried},
+        exc=e,
+        countdown=decision.countdown,
+    ) from None
+
+
 @shared_task(name=keys.FINISH_TASK, acks_late=True)
 def finish(outcomes: list[dict], run_id: str, topup: int = 0) -> dict:
     """Chord callback: top up series that went stale while the run ran (a bucket closed
     meanwhile), then summarise the run, open the gate, log `backfill_complete`."""
     res = resources.get()
-    meta = res.runs.meta(run_id) or {}
+    run = res.runs.meta(run_id)
     # Series the dispatcher found fresh have no task, and a top-up refreshed only some:
     # the run store holds every series' latest outcome.
     merged = {o["series"]: Outcome.from_dict(o) for o in outcomes if "status" in o}
-    missing = [name for name in meta.get("series", []) if name not in merged]
+    missing = [name for name in (run.series if run else []) if name not in merged]
     merged.update(res.runs.outcomes(run_id, missing))
     checked_at = time.time()
-    stale = stale_series(res, merged.values(), meta, checked_at)
+    stale = stale_series(res, merged.values(), run, checked_at) if run else []
     if stale and topup < MAX_TOPUPS:
         log_event(log, "backfill_topup", run_id=run_id, stale=len(stale), round=topup + 1)
-        _top_up(run_id, stale, meta, topup + 1)
+        options = run.config.job_options()
+        refreshes = [RefreshJob(s.symbol, s.timeframe.name, options, run_id=run_id) for s in stale]
+        current_app.signature(jobs.run_chord(run_id, refreshes, topup + 1)).apply_async()
         return {"run_id": run_id, "status": "topping_up", "stale": len(stale)}
     res.runs.count_callback(run_id)
-    summary = summarize(run_id, merged.values(), started_at=meta.get("started_at"))
+    summary = summarize(run_id, merged.values(), started_at=run.started_at if run else None)
     summary["fresh_as_of"] = round(checked_at, 3)
     summary["stale_at_gate"] = [s.name for s in stale]
     res.runs.open_gate(summary)
@@ -250,44 +208,18 @@ def finish(outcomes: list[dict], run_id: str, topup: int = 0) -> dict:
     return {k: summary[k] for k in ("run_id", "status", "completed", "elapsed_s")}
 
 
-def stale_series(res, outcomes, meta: dict, now: float) -> list[Series]:
+def stale_series(res, outcomes, run: RunRecord, now: float) -> list[Series]:
     """Ready series whose newest closed bucket is no longer in the cache at `now`."""
     ready = [Series.of(o.symbol, o.timeframe) for o in outcomes if o.status == "ok" and o.ready]
     if not ready:
         return []
-    cache = res.cache(int(meta.get("user_id", 1)), int(meta.get("exchange_id", 1)))
+    cache = res.cache(run.config.user_id, run.config.exchange_id)
     states = cache.states([(s, s.timeframe.last_closed_start(now)) for s in ready], 1)
     return [
         s
         for s, st in zip(ready, states, strict=True)
-        if max(st.newest_start or 0, st.checked_upto or 0) < s.timeframe.last_closed_start(now)
+        if not covers_last_close(st, s.timeframe, now)
     ]
-
-
-def _top_up(run_id: str, stale: list[Series], meta: dict, round_: int) -> None:
-    """One chord of refreshes (live queues: ahead of any backfill), then `finish` again."""
-    app = current_app
-    options = {
-        "candle_count": int(meta.get("candle_count", 100)),
-        "min_candles": int(meta.get("min_candles", 60)),
-        "user_id": int(meta.get("user_id", 1)),
-        "exchange_id": int(meta.get("exchange_id", 1)),
-    }
-    header = group(
-        app.signature(
-            keys.REFRESH_TASK,
-            args=(s.symbol, s.timeframe.name, options),
-            kwargs={"run_id": run_id},
-            queue=keys.live_queue(s.timeframe.name),
-            immutable=True,
-        )
-        for s in stale
-    )
-    callback = app.signature(
-        keys.FINISH_TASK, args=(run_id,), kwargs={"topup": round_}, queue=keys.CONTROL_QUEUE
-    )
-    callback.link_error(app.signature(keys.ABORT_TASK, args=(run_id,), queue=keys.CONTROL_QUEUE))
-    chord(header, app=app)(callback)
 
 
 @shared_task(name=keys.ABORT_TASK, acks_late=True)
@@ -295,12 +227,12 @@ def abort(request, exc, traceback, run_id: str) -> dict:
     """Chord error callback: the run cannot finish, so open the gate as failed (loudly)
     rather than leave waiters hanging; a new dispatch completes what is missing."""
     res = resources.get()
-    meta = res.runs.meta(run_id) or {}
+    run = res.runs.meta(run_id)
     outcomes = res.runs.outcomes(run_id)
-    for name in meta.get("series", []):
+    for name in run.series if run else []:
         if name not in outcomes:
             outcomes[name] = Outcome.failed(name, exc, "aborted")
-    summary = summarize(run_id, outcomes.values(), started_at=meta.get("started_at"))
+    summary = summarize(run_id, outcomes.values(), started_at=run.started_at if run else None)
     summary.update(status="failed", error=clean_text(f"{type(exc).__name__}: {exc}"))
     res.runs.open_gate(summary)
     log_event(

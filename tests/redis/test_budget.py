@@ -204,12 +204,12 @@ def test_idle_fleet_sends_a_full_second_in_half_a_second(rclient):
     assert stamps[25] - stamps[0] >= 1.0  # the 26th waits for the window
 
 
-def test_first_timeframe_slots_are_held_back(rclient):
-    from backfill.dispatch import hold_back
+def test_reserved_slots_are_held_back_for_live_work(rclient):
+    from core.reserve import hold
 
     waits = Waits()
     others = FleetBudget(rclient, "reserve", 10.0, sleep=waits)
-    hold_back(rclient, "reserve", 4)
+    hold(rclient, "reserve", 4)
     t0 = time.monotonic()
     stamps = []
     for i in range(7):
@@ -222,10 +222,10 @@ def test_first_timeframe_slots_are_held_back(rclient):
     waits = Waits()
     first = FleetBudget(rclient, "reserve2", 10.0, sleep=waits)
     others = FleetBudget(rclient, "reserve2", 10.0, sleep=waits)
-    hold_back(rclient, "reserve2", 4)
+    hold(rclient, "reserve2", 4)
     for _ in range(6):
         others.acquire()
-    with first.first_in_line():
+    with first.using_reserve():
         for _ in range(4):
             first.acquire()
     assert waits.total < 0.9  # the held-back slots were there for the first

@@ -75,7 +75,7 @@ def test_not_found_and_bad_granularity(sim, client):
     with pytest.raises(NotFound) as e:
         client.get_candles("NOPE-USD", H1, 1_700_000_000, 1_700_003_600)
     assert e.value.status == 404 and "NOPE-USD" in str(e.value) and "1h" in str(e.value)
-    assert not e.value.retryable
+    assert not isinstance(e.value, RetryableError)
     sim.configure(four_hour=False)
     with pytest.raises(BadRequest) as e:
         client.get_candles("BTC-USD", H4, 1_700_000_000 - 1_700_000_000 % 14400, 1_700_100_000)
@@ -95,7 +95,7 @@ def test_untrusted_key_is_an_auth_error_without_the_key(sim, tmp_path):
     client = CoinbaseClient(sim.url, creds)
     with pytest.raises(AuthError) as e:
         client.get_candles("BTC-USD", H1, 1_700_000_000, 1_700_003_600)
-    assert e.value.status == 401 and not e.value.retryable
+    assert e.value.status == 401 and not isinstance(e.value, RetryableError)
     import json
 
     secret = json.loads(path.read_text())["privateKey"]

@@ -18,8 +18,9 @@ from backfill.app import app
 from backfill.dispatch import dispatch
 from backfill.gate import wait_ready
 from backfill.local import BeatProcess
-from core import keys
+from core import jobs, keys
 from core.config import BackfillConfig
+from core.jobs import RefreshJob
 from core.series import Series
 
 SYMBOLS = ("BTC-USD", "ETH-USD", "SOL-USD")
@@ -131,15 +132,9 @@ def test_an_outage_is_repaired_without_a_hole_and_the_breaker_opens_and_closes(
     sim.configure(p500=1.0)
     sim.reset()
     listener.messages.clear()
-    options = BackfillConfig().task_options()
     boundary_ms = int(time.time()) // 300 * 300 * 1000
     for s in SYMBOLS:
-        app.send_task(
-            keys.REFRESH_TASK,
-            args=(s, "5m", options),
-            kwargs={"boundary_ms": boundary_ms},
-            queue=keys.live_queue("5m"),
-        )
+        app.signature(jobs.signature(RefreshJob(s, "5m", boundary_ms=boundary_ms))).apply_async()
     wait_until(
         lambda: any(
             rclient.hget(k, "state") == b"open"

@@ -12,6 +12,7 @@ from backfill.dispatch import dispatch
 from backfill.gate import wait_ready
 from core import keys
 from core.config import BackfillConfig
+from core.jobs import SeriesJob
 from core.run import RunStore
 from core.series import Series
 
@@ -216,11 +217,11 @@ def test_chord_error_opens_the_gate_as_failed(rclient, redis_url, sim, start_wor
 
     start_workers(1)
     run_id = "manual-run"
-    RunStore(rclient).create(run_id, ["BTC-USD:5m", "bad id:5m"], {})
-    opts = BackfillConfig().task_options()
+    RunStore(rclient).create(run_id, ["BTC-USD:5m", "bad id:5m"], BackfillConfig())
+    good = SeriesJob(run_id, "BTC-USD", "5m").to_message()
     header = [
-        backfill_series.si(run_id, "BTC-USD", "5m", opts).set(queue="backfill.5m"),
-        backfill_series.si(run_id, "bad id", "5m", opts).set(queue="backfill.5m"),
+        backfill_series.si(good).set(queue="backfill.5m"),
+        backfill_series.si({**good, "symbol": "bad id"}).set(queue="backfill.5m"),
     ]
     body = finish.s(run_id).set(queue="backfill.control")
     body.link_error(abort.s(run_id).set(queue="backfill.control"))

@@ -137,10 +137,21 @@ def test_worker_is_scalable_and_its_count_survives_re_runs(services):
     assert m and int(m.group(2)) >= 1, replicas
 
 
-def test_worker_queue_order_matches_celeryconfig(services):
+def test_worker_takes_its_queues_from_the_configuration(services):
+    # No -Q: a plain worker consumes celeryconfig's task_queues in their order (kombu's
+    # priority strategy follows it); a typed-out list goes stale and silently starves a queue.
     args = argv(services["worker"]["command"])
     assert args[:4] == ["celery", "-A", "backfill", "worker"]
-    queues = args[args.index("-Q") + 1].split(",")
+    assert not {"-Q", "--queues", "-X", "--exclude-queues"} & set(args), args
+    assert not any(a.startswith(("--queues=", "-Q")) for a in args), args
+    # one process per rate-limited node (README, "The request budget")
+    assert args[args.index("-c") + 1] == "1"
+
+
+def test_celeryconfig_queues_are_the_priority_order():
+    import celeryconfig
+
+    queues = [q.name for q in celeryconfig.task_queues]
     assert queues == queue_order()
     assert queues[:6] == [
         "backfill.control",
@@ -151,15 +162,29 @@ def test_worker_queue_order_matches_celeryconfig(services):
         "backfill.live.1d",
     ]
     assert queues.index("backfill.live.6h") < queues.index("backfill.5m")  # live first
-    # one process per rate-limited node (README, "The request budget")
-    assert args[args.index("-c") + 1] == "1"
+    assert celeryconfig.task_default_queue == queues[0]  # no extra queue of Celery's own
+    # BRPOP in this order, not round robin: the order is the priority
+    assert celeryconfig.broker_transport_options["queue_order_strategy"] == "priority"
 
 
 def test_dockerfile_default_command_is_the_same_worker(services):
     cmd = re.search(r"^CMD\s+(\[.*?\])\s*$", DOCKERFILE.read_text().replace("\\\n", " "), re.M)
     assert cmd, "Dockerfile has no exec-form CMD"
     args = yaml.safe_load(cmd.group(1))
-    assert args[args.index("-Q") + 1].split(",") == queue_order()
+    assert args == argv(services["worker"]["command"])
+
+
+def test_local_workers_and_the_readme_start_the_plain_worker():
+    from backfill.local import WorkerProcess
+
+    args = WorkerProcess({}).args
+    assert args[args.index("backfill") + 1] == "worker" and "-Q" not in args
+    assert "-Q" in WorkerProcess({}, queues=["backfill.5m"]).args  # a test's partial worker
+    readme = (ROOT / "README.md").read_text()
+    commands = re.findall(r"celery -A backfill worker[^\n`|]*", readme)
+    assert commands, "README starts no worker"
+    for command in commands:
+        assert "-Q" not in command.split() and "--queues" not in command, command
 
 
 def test_worker_healthcheck_pings_its_own_node(services):

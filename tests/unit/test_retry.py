@@ -11,7 +11,7 @@ import pytest
 from core.errors import RateLimited, TransientError
 from core.settings import load_settings
 from workers.resources import WorkerResources
-from workers.tasks import retry_countdown
+from workers.retry import retry_countdown
 
 DRAWS = 400
 
@@ -60,3 +60,82 @@ def test_countdown_cap_stays_below_the_visibility_timeout(visibility_s, cap_s):
     assert max(worst) <= res.retry_max_s < visibility_s
     # and so is the time a task may wait for a budget slot (it holds its message meanwhile)
     assert res.budget.max_wait_s <= res.retry_max_s
+
+
+# --- the decision: every error class, every branch ------------------------------------------
+
+from celery.exceptions import SoftTimeLimitExceeded  # noqa: E402
+from redis.exceptions import ConnectionError as RedisConnectionError  # noqa: E402
+
+from core.errors import (  # noqa: E402
+    AuthError,
+    BadRequest,
+    BudgetTimeout,
+    CircuitOpen,
+    InvalidCandle,
+    InvalidInput,
+    InvalidResponse,
+    NotFound,
+)
+from workers.retry import Fail, Retry, RetryPolicy, decide  # noqa: E402
+
+POLICY = RetryPolicy(max_retries=3, retry_max_s=20.0)
+
+
+def top(lo: float, hi: float) -> float:
+    """A deterministic 'random' draw: the top of the jitter range."""
+    return hi
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        RateLimited("429", status=429),
+        TransientError("503", status=503),
+        InvalidResponse("not json"),
+        BudgetTimeout("no slot"),
+        CircuitOpen("open"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_retryable_exchange_errors_back_off_until_max_retries(error):
+    assert decide(error, 0, POLICY, uniform=top) == Retry(1.0)
+    assert decide(error, 2, POLICY, uniform=top) == Retry(4.0)
+    assert decide(error, 3, POLICY, uniform=top) == Fail("retries_exhausted")
+
+
+def test_a_429_retry_waits_its_reset_capped():
+    e = RateLimited("429", reset_after=7.5, status=429)
+    assert decide(e, 0, POLICY, uniform=top) == Retry(7.5)
+    e = RateLimited("429", reset_after=500.0, status=429)
+    assert decide(e, 0, POLICY, uniform=top) == Retry(20.0)
+
+
+@pytest.mark.parametrize(
+    "error", [RedisConnectionError("gone"), SoftTimeLimitExceeded()], ids=lambda e: type(e).__name__
+)
+def test_a_lost_redis_or_the_soft_limit_retries_after_a_second(error):
+    assert decide(error, 0, POLICY) == Retry(1.0)
+    assert decide(error, 3, POLICY) == Fail("retries_exhausted")
+
+
+def test_auth_error_is_retried_once_only_while_throttled():
+    e = AuthError("401", status=401)
+    assert decide(e, 0, POLICY) == Fail("auth")
+    assert decide(e, 0, POLICY, throttled=True, uniform=top) == Retry(1.0, auth_retried=True)
+    assert decide(e, 1, POLICY, throttled=True, auth_retried=True) == Fail("auth")
+
+
+@pytest.mark.parametrize(
+    "error,reason",
+    [
+        (NotFound("404", status=404), "NotFound"),
+        (BadRequest("400", status=400), "BadRequest"),
+        (InvalidInput("bad key"), "config"),
+        (InvalidCandle("high < low"), "invalid_candle"),
+        (KeyError("a bug"), "unexpected"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else type(v).__name__,
+)
+def test_permanent_errors_end_the_series_at_once(error, reason):
+    assert decide(error, 0, POLICY, throttled=True) == Fail(reason)
