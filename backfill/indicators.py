@@ -5,12 +5,12 @@ It reads exactly what the TypeScript service reads (the newest 200 members, `ZRA
 -200 -1`), validates every member against the cache contract, skips a series with fewer
 than 60, fills gaps with synthetic bars and uses the observed-bar ATR (`backfill.macdv`,
 shared/reference/macd-v.md), and publishes each value on the platform's own indicator key
-and channel (`core.keys`).
+and channel (`core.keys`) in the platform's own shape (`platform_value`), or not at all.
 """
 
 from __future__ import annotations
 
-import json
+import math
 
 import redis
 from rich.console import Console
@@ -20,16 +20,19 @@ from backfill import macdv
 from core import keys
 from core.config import BackfillConfig
 from core.errors import CacheContractError
+from core.jsnum import js_json, js_json_loads
 from core.series import Series
 
-INDICATOR_TTL_S = 24 * 3600
+INDICATOR_TTL_S = 90_000
+"""The platform's IndicatorCacheStrategy TTL: 25 h, longer than the longest timeframe."""
+INDICATOR_TYPE = "macd-v"
 MEMBER_KEYS = ("timestamp", "open", "high", "low", "close", "volume", "symbol", "timeframe")
 
 
 def validate_member(raw: str | bytes, series: Series, key: str) -> dict:
     text = raw.decode() if isinstance(raw, bytes) else raw
     try:
-        m = json.loads(text)
+        m = js_json_loads(text)  # NaN, Infinity, 1e400: what JSON.parse refuses or no price is
     except ValueError:
         raise CacheContractError(f"{key}: member is not JSON: {text[:80]!r}") from None
     if not isinstance(m, dict) or tuple(m) != MEMBER_KEYS:
@@ -39,7 +42,7 @@ def validate_member(raw: str | bytes, series: Series, key: str) -> dict:
         raise CacheContractError(f"{key}: bad timestamp {ts!r}")
     for f in ("open", "high", "low", "close", "volume"):
         v = m[f]
-        if not isinstance(v, int | float) or isinstance(v, bool):
+        if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v):
             raise CacheContractError(f"{key}: {f} {v!r} is not a number")
         if (v < 0) if f == "volume" else (v <= 0):
             raise CacheContractError(f"{key}: {f} {v!r} out of range")
@@ -55,10 +58,15 @@ def read_candles(
     return [validate_member(raw, series, key) for raw in client.zrange(key, -n, -1)]
 
 
-def indicator_row(
-    client: redis.Redis, series: Series, config: BackfillConfig, ready: bool
-) -> dict:
+def indicator_row(client: redis.Redis, series: Series, config: BackfillConfig, ready: bool) -> dict:
     """What the platform computes for one series (full precision; None where undefined)."""
+    return _compute(client, series, config, ready)[0]
+
+
+def _compute(
+    client: redis.Redis, series: Series, config: BackfillConfig, ready: bool
+) -> tuple[dict, str | None]:
+    """The operator's row, and the platform's value JSON (None: nothing to write)."""
     row = {
         "symbol": series.symbol,
         "timeframe": series.timeframe.name,
@@ -73,10 +81,8 @@ def indicator_row(
         "liquidity": None,
     }
     if not ready:
-        return row
-    candles = read_candles(
-        client, series, macdv.READ_CANDLES, config.user_id, config.exchange_id
-    )
+        return row, None
+    candles = read_candles(client, series, macdv.READ_CANDLES, config.user_id, config.exchange_id)
     v = macdv.compute_gap_filled(
         candles, series.timeframe.ms, min_candles=max(macdv.MIN_CANDLES, config.min_candles)
     )
@@ -91,15 +97,65 @@ def indicator_row(
         gap_ratio=v.gap_ratio,
         liquidity=v.liquidity,
     )
-    if candles:
-        row["timestamp"] = candles[-1]["timestamp"]
-    return row
+    if not candles:
+        return row, None
+    row["timestamp"] = candles[-1]["timestamp"]
+    return row, platform_value(series, v, row["timestamp"])
 
 
-def publish(client: redis.Redis, config: BackfillConfig, row: dict) -> None:
-    """The value on the platform's indicator key and channel, as its own service does."""
-    names = (config.user_id, config.exchange_id, row["symbol"], row["timeframe"])
-    payload = json.dumps(row, separators=(",", ":"))
+def platform_value(series: Series, v: macdv.GapFilledMacdV, timestamp: int) -> str | None:
+    """The JSON the platform's indicator service stores for this value, byte for byte
+    (cache-contract.md, "Indicator value": `JSON.stringify` of its CachedIndicatorValue, keys
+    in its order, numbers as JavaScript prints them), or None: nothing is written.
+
+    Written only where every number in `value` is defined. The platform writes no value
+    either when MACD-V is undefined at the last bar (fewer than 60 candles, ATR 0); an
+    unseeded ATR cannot happen with 60 real candles (each has a true range), and an undefined
+    signal cannot happen after the 9 bars that follow the ATR seed. If either ever did, the
+    platform would store `null` (NaN) or an invented 0 where its API reads a number: we store
+    nothing rather than that. `params.nEff` is the number of observed (real) bars' true ranges
+    and `params.spanBars` the bars from the first to the last observed bar, as the platform's
+    informative ATR counts them; `reason` is null on every value written.
+    """
+    value = {
+        "macdV": v.macd_v,
+        "signal": v.signal,
+        "histogram": v.histogram,
+        "fastEMA": v.fast_ema,
+        "slowEMA": v.slow_ema,
+        "atr": v.atr,
+    }
+    if v.skipped or any(x is None or not math.isfinite(x) for x in value.values()):
+        return None
+    return js_json(
+        {
+            "timestamp": timestamp,
+            "type": INDICATOR_TYPE,
+            "symbol": series.symbol,
+            "timeframe": series.timeframe.name,
+            "value": value,
+            "params": {
+                "fastPeriod": macdv.FAST,
+                "slowPeriod": macdv.SLOW,
+                "atrPeriod": macdv.ATR,
+                "signalPeriod": macdv.SIGNAL,
+                "stage": v.stage,
+                "liquidity": v.liquidity,
+                "gapRatio": v.gap_ratio,
+                "zeroRangeRatio": v.zero_range_ratio,
+                "seeded": v.seeded,
+                "nEff": v.observed,
+                "spanBars": v.span_bars,
+                "reason": None,
+            },
+        }
+    )
+
+
+def publish(client: redis.Redis, config: BackfillConfig, series: Series, payload: str) -> None:
+    """The value on the platform's indicator key (TTL 90 000 s) and channel, as its own
+    IndicatorCacheStrategy does."""
+    names = (config.user_id, config.exchange_id, series.symbol, series.timeframe.name)
     pipe = client.pipeline()
     pipe.set(keys.indicator(*names), payload, ex=INDICATOR_TTL_S)
     pipe.publish(keys.indicator_channel(*names), payload)
@@ -110,15 +166,15 @@ def indicator_rows(
     client: redis.Redis, config: BackfillConfig, summary: dict, publish_values: bool = True
 ) -> list[dict]:
     """One row per series of the run: MACD-V where ready and seeded, nulls (and why) where
-    not."""
+    not. Each value the platform would store is published in its shape (`platform_value`)."""
     ready = set(summary.get("ready", []))
     rows = []
     for tf in config.timeframes:
         for symbol in config.symbols:
             series = Series.of(symbol, tf)
-            row = indicator_row(client, series, config, series.name in ready)
-            if publish_values and row["macd_v"] is not None:
-                publish(client, config, row)
+            row, payload = _compute(client, series, config, series.name in ready)
+            if publish_values and payload is not None:
+                publish(client, config, series, payload)
             rows.append(row)
     return rows
 

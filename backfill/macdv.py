@@ -25,6 +25,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+FAST, SLOW, ATR, SIGNAL, SCALE = 12, 26, 26, 9, 100.0
+"""The platform's MACD_V_DEFAULTS (fastPeriod, slowPeriod, atrPeriod, signalPeriod, scale)."""
+
 MIN_CANDLES = 60
 """Closed candles needed before a MACD-V value is trusted (warmed up), per the reference."""
 
@@ -239,6 +242,11 @@ class GapFilledMacdV:
     ``skipped``: fewer than the minimum candles, nothing computed (the platform publishes
     nothing). ``seeded``: the ATR saw enough observed true ranges; if not, ``reason`` is
     ``LOW_ACTIVITY``. ``gap_ratio``/``liquidity`` are ``None`` only when there are no candles.
+
+    The rest is what the platform also stores with the value (cache-contract.md, "Indicator
+    value"): the last bar's EMAs and ATR (``None`` where undefined), the share of filled bars
+    with high == low, and ``span_bars``, the bars from the first to the last observed (real)
+    bar; its ``nEff`` is ``observed``, the observed true ranges.
     """
 
     macd_v: float | None
@@ -254,6 +262,11 @@ class GapFilledMacdV:
     observed: int
     candles: int
     skipped: bool
+    fast_ema: float | None = None
+    slow_ema: float | None = None
+    atr: float | None = None
+    zero_range_ratio: float | None = None
+    span_bars: int = 0
 
 
 def _check_timeframe_ms(timeframe_ms: object) -> int:
@@ -338,13 +351,17 @@ def gap_filled_series(
     starts at the first defined MACD-V and counts a later undefined one as 0 (unlike
     ``macd_v_series``, which skips it); the histogram is defined where both are.
     """
-    m, s, h, _ = _gap_filled(bars, fast, slow, atr, signal, scale)
+    m, s, h, *_ = _gap_filled(bars, fast, slow, atr, signal, scale)
     return m, s, h
+
+
+_Line = list[float | None]
 
 
 def _gap_filled(
     bars: Sequence[Bar], fast: int, slow: int, atr: int, signal: int, scale: float
-) -> tuple[list[float | None], list[float | None], list[float | None], list[float | None]]:
+) -> tuple[_Line, _Line, _Line, _Line, _Line, _Line]:
+    """MACD-V, signal, histogram, ATR, fast EMA and slow EMA per filled bar."""
     _check_period("fast", fast)
     _check_period("slow", slow)
     _check_period("signal", signal)
@@ -360,7 +377,7 @@ def _gap_filled(
     ]
     sig = platform_signal(macd_v, signal)
     hist = [None if m is None or g is None else m - g for m, g in zip(macd_v, sig, strict=True)]
-    return macd_v, sig, hist, atr_v
+    return macd_v, sig, hist, atr_v, ema_fast, ema_slow
 
 
 def platform_signal(macd_v: Sequence[float | None], n: int = 9) -> list[float | None]:
@@ -409,6 +426,7 @@ def compute_gap_filled(
     synthetic = sum(b.synthetic for b in bars)
     observed = len(bars) - synthetic
     ratio = synthetic / len(bars) if bars else None
+    real = [i for i, b in enumerate(bars) if not b.synthetic]
     common = {
         "gap_ratio": ratio,
         "liquidity": None if ratio is None else liquidity(ratio),
@@ -416,6 +434,8 @@ def compute_gap_filled(
         "synthetic": synthetic,
         "observed": observed,
         "candles": len(used),
+        "zero_range_ratio": (sum(b.high == b.low for b in bars) / len(bars) if bars else None),
+        "span_bars": real[-1] - real[0] + 1 if real else 0,
     }
     if len(used) < min_candles:
         return GapFilledMacdV(
@@ -428,8 +448,10 @@ def compute_gap_filled(
             skipped=True,
             **common,
         )
-    p = {"fast": 12, "slow": 26, "atr": 26, "signal": 9, "scale": 100.0, **params}
-    m, s, h, atr_v = _gap_filled(bars, p["fast"], p["slow"], p["atr"], p["signal"], p["scale"])
+    p = {"fast": FAST, "slow": SLOW, "atr": ATR, "signal": SIGNAL, "scale": SCALE, **params}
+    m, s, h, atr_v, ema_f, ema_s = _gap_filled(
+        bars, p["fast"], p["slow"], p["atr"], p["signal"], p["scale"]
+    )
     seeded = atr_v[-1] is not None
     if m[-1] is not None:
         reason = None
@@ -447,5 +469,8 @@ def compute_gap_filled(
         seeded=seeded,
         reason=reason,
         skipped=False,
+        fast_ema=ema_f[-1],
+        slow_ema=ema_s[-1],
+        atr=atr_v[-1],
         **common,
     )

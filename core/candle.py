@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import TypeVar
 
 from core.errors import TransientError
-from core.jsnum import js_number
+from core.jsnum import NumberTextError, js_decimal, js_integer, js_number
 from core.text import clean_text
 from core.timeframe import Timeframe
+
+_N = TypeVar("_N", int, float)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,18 +64,22 @@ def parse_candle(raw: Mapping[str, object], timeframe: Timeframe, closed_before:
     """Parse one exchange candle; `closed_before` is the exchange time at the response.
 
     A malformed candle means the exchange sent something broken, which a retry may fix.
+    Every number is read in the strict decimal grammar (`core.jsnum.js_decimal`): never with
+    `float`/`int`, which take `"1_5"` (or 15 in Arabic-Indic digits) as 15 where JavaScript
+    reads NaN.
     """
     try:
-        start = int(str(raw["start"]))
+        start = _read(raw, "start", js_integer)
+        volume_text = str(raw["volume"])
         candle = Candle(
             start=start,
-            open=float(str(raw["open"])),
-            high=float(str(raw["high"])),
-            low=float(str(raw["low"])),
-            close=float(str(raw["close"])),
-            volume=float(str(raw["volume"])),
+            open=_read(raw, "open", js_decimal),
+            high=_read(raw, "high", js_decimal),
+            low=_read(raw, "low", js_decimal),
+            close=_read(raw, "close", js_decimal),
+            volume=_read(raw, "volume", js_decimal),
             closed=start + timeframe.seconds <= closed_before,
-            volume_text=str(raw["volume"]),
+            volume_text=volume_text if _exact_decimal(volume_text) else None,
         )
     except (KeyError, TypeError, ValueError) as e:
         shown = clean_text(repr(raw)[:400], 160)
@@ -81,6 +88,24 @@ def parse_candle(raw: Mapping[str, object], timeframe: Timeframe, closed_before:
     if problem:
         raise TransientError(f"invalid candle at {candle.start}: {problem}")
     return candle
+
+
+def _read(raw: Mapping[str, object], name: str, read: Callable[[str], _N]) -> _N:
+    """One number of the row, in the strict grammar; a bad one is named with its field."""
+    try:
+        return read(str(raw[name]))
+    except NumberTextError as e:
+        raise TransientError(f"invalid candle: {name} {clean_text(e, 80)}") from None
+
+
+def _exact_decimal(text: str) -> bool:
+    """Whether `Decimal` holds the text (it refuses an exponent beyond its limits, which the
+    grammar allows: such a volume is summed as floats instead)."""
+    try:
+        Decimal(text)
+    except ArithmeticError:
+        return False
+    return True
 
 
 def merge(*pages: Iterable[Candle]) -> list[Candle]:

@@ -7,11 +7,11 @@ attacker on the path can send any JSON at all.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 
 from core.candle import Candle, parse_candle
 from core.errors import ExchangeError
+from core.jsnum import js_integer, js_json_loads
 from core.timeframe import Timeframe
 
 FIELDS = ("start", "low", "high", "open", "close", "volume")
@@ -28,7 +28,7 @@ def _kind(value: object) -> str:
 def candle_rows(body: bytes) -> list[Mapping[str, object]]:
     """The rows of a `{"candles": [{...}, ...]}` body, each an object with every field."""
     try:
-        doc = json.loads(body)
+        doc = js_json_loads(body)  # NaN/Infinity, as JSON.parse: not JSON
     except RecursionError:
         raise BadRows("JSON nested too deeply") from None
     except ValueError as e:  # UnicodeDecodeError and JSONDecodeError included
@@ -52,7 +52,7 @@ def candle_rows(body: bytes) -> list[Mapping[str, object]]:
 
 def start_of(row: Mapping[str, object]) -> int:
     try:
-        return int(str(row["start"]))
+        return js_integer(str(row["start"]))
     except ValueError:
         raise BadRows(f"candle start {str(row['start'])[:40]!r} is not an integer") from None
 
