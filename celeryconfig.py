@@ -22,8 +22,9 @@ broker_connection_retry_on_startup = True
 broker_transport_options = {
     # BRPOP takes from the first non-empty queue in the worker's -Q order.
     "queue_order_strategy": "priority",
-    # Unacked messages of a dead worker node come back after this; it must exceed the
-    # longest retry countdown (backfill_retry_max_s) or a waiting retry runs twice.
+    # kombu's backstop only: a dead node's messages come back within seconds through the
+    # nodes' liveness (workers/liveness.py), and live nodes renew what they hold. Still
+    # above the longest retry countdown (backfill_retry_max_s), for nodes without it.
     "visibility_timeout": _settings.backfill_visibility_timeout_s,
     "unacked_restore_interval": max(1, min(60, _settings.backfill_visibility_timeout_s // 4)),
     "unacked_restore_throttle": 1,

@@ -5,8 +5,10 @@ import logging
 from celery import Celery
 from celery.signals import setup_logging
 
-# The data plane's tasks by module name (never imported here), and the keeper's fan-out.
-app = Celery("backfill", include=["workers.tasks", "backfill.keeper"])
+# The data plane's tasks by module name (never imported here): series and refreshes, the
+# chord callbacks, and the keeper's fan-out at a bucket close; the nodes' liveness (a lost
+# node's messages come back in seconds: workers/liveness.py).
+app = Celery("backfill", include=["workers.tasks", "workers.keeper", "workers.liveness"])
 app.config_from_object("celeryconfig")
 
 

@@ -75,7 +75,7 @@ def test_sigkill_mid_run(rclient, redis_url, sim, start_workers, tmp_path, what)
     runs = RunStore(rclient)
     wait_until(lambda: runs.completed(d.run_id) >= 8, 60, "a few series done")
     child, held = stop_mid_task(app, w1)
-    series = f"{held['args'][1]}:{held['args'][2]}"
+    series = f"{held['args'][0]['symbol']}:{held['args'][0]['timeframe']}"
     if what == "pool-process":
         os.kill(child, signal.SIGKILL)
     else:
@@ -127,7 +127,7 @@ def test_redis_restart_mid_run(tmp_path, sim, key_file):
         d = dispatch(config, redis_url=server.url)
         wait_until(lambda: RunStore(client).completed(d.run_id) >= 10, 60, "a few series done")
         child, held = stop_mid_task(app, workers[0])
-        series = f"{held['args'][1]}:{held['args'][2]}"
+        series = f"{held['args'][0]['symbol']}:{held['args'][0]['timeframe']}"
         assert series not in RunStore(client).outcomes(d.run_id)  # frozen mid-task ...
         assert RunStore(client).completed(d.run_id) < 50  # ... and mid-run
         server.stop()

@@ -58,6 +58,8 @@ def test_the_public_endpoint_sends_no_count_and_changes_nothing(sim, redis_url):
         (None, "3", None),
         ("3" * 5000, "3", None),
         ("<script>", "3", None),
+        ("3_0", "3", None),
+        ("30", "\u0663", None),
     ],
 )
 def test_only_sane_counts_are_believed(limit, remaining, want):

@@ -50,6 +50,7 @@ def test_an_unreadable_date_is_our_clock(date):
         ("1.5", 1.5), ("1e300", 60.0), ("inf", 60.0), ("-inf", 0.0), ("nan", None),
         ("-3", 0.0), (str(NOW + 5), 5.0), (str((NOW + 5) * 1000), 5.0), ("", None),
         ("Tue, 14 Nov 2023 22:13:25 GMT", 5.0), ("Fri, 01 Jan 2100 00:00:00 GMT", 60.0),
+        ("1_5", None), ("\u0661\u0665", None), ("\uff11\uff15", None),
     ],
 )  # fmt: skip
 def test_reset_headers_are_read_and_clamped(value, want):
