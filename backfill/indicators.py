@@ -19,38 +19,13 @@ from rich.table import Table
 from backfill import macdv
 from core import keys
 from core.config import BackfillConfig
-from core.errors import CacheContractError
-from core.jsnum import js_json, js_json_loads
+from core.jsnum import js_json
+from core.member import validate_member
 from core.series import Series
 
 INDICATOR_TTL_S = 90_000
 """The platform's IndicatorCacheStrategy TTL: 25 h, longer than the longest timeframe."""
 INDICATOR_TYPE = "macd-v"
-MEMBER_KEYS = ("timestamp", "open", "high", "low", "close", "volume", "symbol", "timeframe")
-
-
-def validate_member(raw: str | bytes, series: Series, key: str) -> dict:
-    text = raw.decode() if isinstance(raw, bytes) else raw
-    try:
-        m = js_json_loads(text)  # NaN, Infinity, 1e400: what JSON.parse refuses or no price is
-    except ValueError:
-        raise CacheContractError(f"{key}: member is not JSON: {text[:80]!r}") from None
-    if not isinstance(m, dict) or tuple(m) != MEMBER_KEYS:
-        raise CacheContractError(f"{key}: member keys are not {MEMBER_KEYS}: {text[:120]!r}")
-    ts = m["timestamp"]
-    if not isinstance(ts, int) or isinstance(ts, bool) or ts <= 0 or ts % series.timeframe.ms:
-        raise CacheContractError(f"{key}: bad timestamp {ts!r}")
-    for f in ("open", "high", "low", "close", "volume"):
-        v = m[f]
-        if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v):
-            raise CacheContractError(f"{key}: {f} {v!r} is not a number")
-        if (v < 0) if f == "volume" else (v <= 0):
-            raise CacheContractError(f"{key}: {f} {v!r} out of range")
-    if m["symbol"] != series.symbol or m["timeframe"] != series.timeframe.name:
-        raise CacheContractError(f"{key}: member is for {m['symbol']} {m['timeframe']}")
-    return m
-
-
 def read_candles(
     client: redis.Redis, series: Series, n: int, user_id: int = 1, exchange_id: int = 1
 ) -> list[dict]:

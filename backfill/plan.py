@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import redis
 
 from core.config import BackfillConfig
-from core.freshness import fresh_outcome, is_fresh, read_states
+from core.freshness import fresh_outcome, is_fresh, read_states, reader_window
 from core.outcome import Outcome
 from core.series import Series
 from core.timeframe import parse_timeframes
@@ -59,6 +59,7 @@ def find_fresh(
         user_id=config.user_id,
         exchange_id=config.exchange_id,
         exhausted_recheck_s=0,  # short history is the workers' call (their setting), not ours
+        window=reader_window(n),
     )
     return {
         s.name: fresh_outcome(s, st, config.min_candles, now=now, n=n)

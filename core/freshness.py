@@ -4,6 +4,11 @@ A series is fresh when the cache was checked up to the latest closed bucket and 
 enough candles (or all the exchange has). `read_states` reads what that needs for many
 series in one round trip; it never looks at members after the bucket asked about (an
 in-progress bucket a live writer added does not make a series look fresh).
+
+What is in Redis is input too: only members that parse under the cache contract and sit
+at their own timestamp count (`core.member`); anything else in the window the platform
+reads is junk, which makes a series not fresh (its next write removes it). A key of
+another type is a `problem`: that series fails with the key named, the run goes on.
 """
 
 from __future__ import annotations
@@ -14,11 +19,15 @@ from dataclasses import dataclass
 import redis
 
 from core import defaults, keys
+from core.member import READER_WINDOW, is_member_at
 from core.outcome import Outcome
 from core.series import Series
 from core.timeframe import Timeframe
 
 EXHAUSTED_RECHECK_S = float(defaults.EXHAUSTED_RECHECK_S)
+# A series is ready when the exchange was asked about the newest bucket closed this long
+# ago by our clock: a `Date` a little behind is no reason to fail, a day behind is.
+RECENT_TOLERANCE_S = defaults.MAX_CLOCK_SKEW_S
 
 
 @dataclass(frozen=True)
@@ -30,6 +39,8 @@ class CachedState:
     exhausted: bool = False  # a recent full fetch found fewer candles than wanted: no more exist
     exhausted_at: float | None = None  # when (UNIX s); believed only for a while (a new
     # listing grows, an exchange hiccup passes), see `read_states`
+    junk: tuple[bytes, ...] = ()  # members in the reader's window that break the contract
+    problem: str | None = None  # the key cannot be read as a series (another type)
 
     @property
     def count(self) -> int:
@@ -53,8 +64,13 @@ def covers_last_close(state: CachedState, tf: Timeframe, now: float) -> bool:
 
 
 def is_fresh(state: CachedState, tf: Timeframe, now: float, n: int) -> bool:
-    """Nothing to fetch: checked up to the latest closed bucket, and enough candles."""
-    return (state.count >= n or state.exhausted) and covers_last_close(state, tf, now)
+    """Nothing to fetch: checked up to the latest closed bucket, enough candles, no junk."""
+    return (
+        state.problem is None
+        and not state.junk
+        and (state.count >= n or state.exhausted)
+        and covers_last_close(state, tf, now)
+    )
 
 
 def is_recent(state: CachedState, tf: Timeframe, now: float, n: int) -> bool:
@@ -84,14 +100,26 @@ def fresh_outcome(
         gaps=state.gaps(series.timeframe.seconds),
     )
     out.newest_ts = state.newest_start * 1000 if state.newest_start else None
-    out.ready = out.candles_cached >= min_candles
-    if not out.ready:
+    out.ready = out.candles_cached >= min_candles and state.problem is None and not state.junk
+    tf = series.timeframe
+    if state.problem is not None:
+        out.reason = state.problem
+    elif state.junk:
+        out.reason = f"{len(state.junk)} cached members break the cache contract"
+    elif not out.ready:
         out.reason = f"only {state.count} closed candles exist (no trades); {min_candles} needed"
-    elif now is not None and n is not None and not is_recent(state, series.timeframe, now, n):
+    elif now is not None and n is not None and not is_recent(state, tf, now, n):
         out.ready = False
         out.reason = (
             f"newest candle ({state.newest_start}) is older than the newest {n} closed "
-            f"{series.timeframe.name} buckets"
+            f"{tf.name} buckets"
+        )
+    elif now is not None and not covers_last_close(state, tf, now - RECENT_TOLERANCE_S):
+        out.ready = False
+        known = max(state.newest_start or 0, state.checked_upto or 0)
+        out.reason = (
+            f"the exchange was asked up to {tf.name} bucket {known} only, not up to the newest "
+            f"closed one ({tf.last_closed_start(now)}): its clock or answer lags"
         )
     return out
 
@@ -105,13 +133,16 @@ def read_states(
     exchange_id: int = 1,
     now: float | None = None,
     exhausted_recheck_s: float = EXHAUSTED_RECHECK_S,
+    window: int | None = None,
 ) -> list[CachedState]:
-    """For each (series, bucket start): its newest n members at or before that bucket.
+    """For each (series, bucket start): its newest n valid members at or before that bucket,
+    and the junk among the newest `window` (default: n) members there.
 
     'Exhausted' counts only if it was found less than `exhausted_recheck_s` ago (0: never):
     short history is checked again later, not remembered as final.
     """
     now = time.time() if now is None else now
+    window = max(n, window or n)
     pipe = client.pipeline(transaction=False)
     for series, upto_start in wanted:
         pipe.zrevrangebyscore(
@@ -119,7 +150,7 @@ def read_states(
             upto_start * 1000,
             "-inf",
             start=0,
-            num=n,
+            num=window,
             withscores=True,
         )
         pipe.hmget(
@@ -127,19 +158,56 @@ def read_states(
             "upto",
             "exhausted",
         )
-    replies = pipe.execute()
+    replies = pipe.execute(raise_on_error=False)
     out = []
-    for members, (checked, exhausted) in zip(replies[::2], replies[1::2], strict=True):
+    for (series, _), members, checked in zip(wanted, replies[::2], replies[1::2], strict=True):
+        problem = _foreign(members, series.cache_key(user_id, exchange_id)) or _foreign(
+            checked, keys.checked(user_id, exchange_id, series.symbol, series.timeframe.name)
+        )
+        if problem:
+            out.append(CachedState([], problem=problem))
+            continue
+        starts, junk = [], []
+        for raw, score in members:
+            if is_member_at(raw, score, series):
+                if len(starts) < n:
+                    starts.append(int(score) // 1000)
+            else:
+                junk.append(raw)
+        upto, exhausted = checked
         at = _exhausted_at(exhausted)
         out.append(
             CachedState(
-                [int(score) // 1000 for _, score in members],
-                int(checked) // 1000 if checked else None,
+                starts,
+                _int(upto) // 1000 if _int(upto) else None,
                 at is not None and now - at < exhausted_recheck_s,
                 at,
+                tuple(junk),
             )
         )
     return out
+
+
+def reader_window(n: int) -> int:
+    """How many members a fill checks for junk: what the platform reads, at least."""
+    return max(n, READER_WINDOW)
+
+
+def _foreign(reply: object, key: str) -> str | None:
+    """A WRONGTYPE reply says the key holds something else: name it (other errors raise)."""
+    if not isinstance(reply, Exception):
+        return None
+    if isinstance(reply, redis.ResponseError) and str(reply).startswith("WRONGTYPE"):
+        return f"{key} holds another Redis type than this cache writes: not touched"
+    raise reply
+
+
+def _int(raw: bytes | None) -> int:
+    """A bookkeeping number we wrote; anything else there counts as absent."""
+    try:
+        return int(raw) if raw and raw.isdigit() else 0
+    except ValueError:
+        return 0
 
 
 def _exhausted_at(raw: bytes | None) -> float | None:

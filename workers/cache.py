@@ -44,9 +44,12 @@ class CandleStore(Protocol):
         exhausted: bool = False,
         exhausted_at: float | None = None,
         announce: int = ANNOUNCE_NONE,
+        junk: tuple[bytes, ...] = (),
     ) -> Written: ...
 
-    def state(self, series: Series, upto_start: int, n: int) -> CachedState: ...
+    def state(
+        self, series: Series, upto_start: int, n: int, window: int | None = None
+    ) -> CachedState: ...
 
 
 def check_candles(series: Series, candles: list[Candle]) -> None:
@@ -93,6 +96,7 @@ class CandleCache:
         exhausted: bool = False,
         exhausted_at: float | None = None,
         announce: int = ANNOUNCE_NONE,
+        junk: tuple[bytes, ...] = (),
     ) -> Written:
         """Write closed candles for one series, and announce the new ones on its close
         channel (the platform recomputes on each message), atomically.
@@ -103,6 +107,9 @@ class CandleCache:
         expires rather than being believed for the key's whole TTL.
         `announce`: ANNOUNCE_NEW publishes every candle no member held before (a
         refresh), ANNOUNCE_NEWEST only the newest one (a startup write).
+        `junk`: members read before (`CachedState.junk`) that break the contract: removed
+        in the same call, so a series is never written around junk the platform would
+        refuse.
         """
         check_candles(series, candles)
         candles = sorted(candles, key=lambda c: c.start)
@@ -116,20 +123,26 @@ class CandleCache:
                 self.checked_key(series),
                 series.close_channel(self.user_id, self.exchange_id),
             ],
-            pairs,
+            [*junk, *pairs],
             ttl=self.ttl_s,
             keep=MAX_MEMBERS,
             checked_upto=(checked_upto or 0) * 1000,
             exhausted_at=found,
             announce=announce,
+            junk=len(junk),
         )
         return Written(int(held), int(announced))
 
-    def state(self, series: Series, upto_start: int, n: int) -> CachedState:
-        """The newest n members at or before bucket `upto_start`, in one round trip."""
-        return self.states([(series, upto_start)], n)[0]
+    def state(
+        self, series: Series, upto_start: int, n: int, window: int | None = None
+    ) -> CachedState:
+        """The newest n members at or before bucket `upto_start` (and the junk among the
+        newest `window`), in one round trip."""
+        return self.states([(series, upto_start)], n, window)[0]
 
-    def states(self, wanted: list[tuple[Series, int]], n: int) -> list[CachedState]:
+    def states(
+        self, wanted: list[tuple[Series, int]], n: int, window: int | None = None
+    ) -> list[CachedState]:
         return read_states(
             self.redis,
             wanted,
@@ -137,6 +150,7 @@ class CandleCache:
             user_id=self.user_id,
             exchange_id=self.exchange_id,
             exhausted_recheck_s=self.exhausted_recheck_s,
+            window=window,
         )
 
 
@@ -160,6 +174,7 @@ class MemoryCandleStore:
         exhausted: bool = False,
         exhausted_at: float | None = None,
         announce: int = ANNOUNCE_NONE,
+        junk: tuple[bytes, ...] = (),
     ) -> Written:
         check_candles(series, candles)
         held = self.members.setdefault(series.name, {})
@@ -181,7 +196,9 @@ class MemoryCandleStore:
         self.writes += 1
         return Written(len(held), len(announced))
 
-    def state(self, series: Series, upto_start: int, n: int) -> CachedState:
+    def state(
+        self, series: Series, upto_start: int, n: int, window: int | None = None
+    ) -> CachedState:
         held = self.members.get(series.name, {})
         starts = sorted((s for s in held if s <= upto_start), reverse=True)[:n]
         upto, at = self.checked.get(series.name, (None, None))

@@ -13,9 +13,13 @@ local exhausted_at = ARGV[4]            -- when nothing older was found (UNIX s;
                                         -- exists; believed a while only, core/freshness.py)
 local announce = tonumber(ARGV[5])      -- 0 nothing, 1 every new candle (oldest first),
                                         -- 2 only the newest candle if it is new
--- then score, member pairs, oldest first (ARGV[6] on)
+local junk = tonumber(ARGV[6])          -- members to remove first: they break the contract
+-- then the junk members (ARGV[7] ...), then score, member pairs, oldest first
+for i = 7, 6 + junk do
+  redis.call('ZREM', key, ARGV[i])
+end
 local fresh = {}
-for i = 6, #ARGV, 2 do
+for i = 7 + junk, #ARGV, 2 do
   if redis.call('ZCOUNT', key, ARGV[i], ARGV[i]) == 0 then
     fresh[#fresh + 1] = ARGV[i + 1]
   elseif announce == 2 then

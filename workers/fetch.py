@@ -3,9 +3,13 @@
 - fresh: the cache already holds the latest closed bucket and enough candles: no request.
 - tail: the cache is behind: fetch from its newest bucket (one bucket of overlap) to now,
   paginated, up to the cache's 1000 buckets: every missed bucket is filled (no hole after
-  an outage), in one request in the normal case.
+  an outage), in one request in the normal case. An answer without the overlap bucket
+  (which the cache holds, so it had trades) contradicts the cache: it is retried, never
+  written, and the "checked up to" mark does not move past it.
 - cold: fetch the newest `candle_count` buckets, and further back while gaps (no trades)
-  leave fewer than `candle_count` closed candles.
+  leave fewer than `candle_count` closed candles. A cache holding junk (members that break
+  the contract, in the window the platform reads) is refetched cold and the junk removed
+  in the same write; a key of another type fails the series, naming the key.
 
 Where the exchange rejects FOUR_HOUR, 4h is derived from 1h (and the rejection remembered
 for the run, so later 4h series go straight to 1h); the outcome says `derived`.
@@ -16,9 +20,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from core import defaults
 from core.candle import Candle, aggregate
-from core.errors import BadRequest
-from core.freshness import fresh_outcome, is_fresh
+from core.errors import BadRequest, CacheContractError, InvalidResponse
+from core.freshness import fresh_outcome, is_fresh, reader_window
 from core.outcome import Outcome
 from core.series import Series
 from core.timeframe import Timeframe, timeframe
@@ -31,8 +36,8 @@ H1 = timeframe("1h")
 
 @dataclass
 class FetchOptions:
-    candle_count: int = 100
-    min_candles: int = 60
+    candle_count: int = defaults.CANDLE_COUNT
+    min_candles: int = defaults.MIN_CANDLES
     full: bool = False
     # close events: a startup write announces its newest candle, a refresh every new one
     announce: int = ANNOUNCE_NEWEST
@@ -69,12 +74,16 @@ def fill_series(
     last_closed = tf.last_closed_start(now)
     n = options.candle_count
 
-    state = cache.state(series, last_closed, n)
+    window = reader_window(n)
+    state = cache.state(series, last_closed, n, window)
+    if state.problem is not None:
+        raise CacheContractError(state.problem)
     enough = state.count >= n or state.exhausted
     if not options.full and is_fresh(state, tf, now, n):
         out.mode = "fresh"
     elif (
         not options.full
+        and not state.junk
         and enough
         and state.newest_start is not None
         and (last_closed - state.newest_start) // tf.seconds < MAX_MEMBERS
@@ -82,6 +91,13 @@ def fill_series(
         out.mode = "tail"  # one bucket of overlap: the newest cached one is fetched again
         candles = _fetch(series, client, state.newest_start, now, four_hour, out)
         closed = [c for c in candles if c.closed]
+        if not any(c.start == state.newest_start for c in closed):
+            raise InvalidResponse(
+                f"the answer lacks bucket {state.newest_start}, which the cache holds "
+                "(it had trades): not trusted",
+                product=series.symbol,
+                timeframe=tf.name,
+            )
         written = cache.write(
             series,
             closed,
@@ -100,10 +116,11 @@ def fill_series(
             checked_upto=_checked_upto(client, tf, now),
             exhausted=len(closed) < n,
             announce=options.announce,
+            junk=state.junk,
         )
         out.candles_written, out.announced = len(closed), written.announced
     if out.mode != "fresh":
-        state = cache.state(series, last_closed, n)
+        state = cache.state(series, last_closed, n, window)
     done = fresh_outcome(series, state, options.min_candles, now=now, n=n)
     out.candles_cached, out.newest_ts, out.gaps = done.candles_cached, done.newest_ts, done.gaps
     out.requests = client.requests_made - requests_before

@@ -56,7 +56,9 @@ def test_outage_fetches_only_the_tails(rclient, redis_url, sim, start_workers):
     config = BackfillConfig(symbols=("BTC-USD", "ETH-USD"), timeframes=("5m", "15m", "1h"))
     sim.configure(clock_offset_s=-3 * 3600)  # the exchange (and our cache) three hours behind
     first = dispatch(config, redis_url=redis_url)
-    assert wait_ready(rclient, first.run_id, timeout=60).exit_code == 0
+    lagging = wait_ready(rclient, first.run_id, timeout=60)
+    assert lagging.exit_code == 3, lagging.summary  # an exchange 3 h behind: nothing is ready
+    assert all("lags" in n["reason"] for n in lagging.summary["not_ready"]), lagging.summary
     sim.configure(clock_offset_s=0)  # caught up: three hours of candles are missing
     sim.reset()
     t0 = time.time()

@@ -7,16 +7,13 @@ import fakeredis
 import pytest
 
 from backfill import macdv
-from backfill.indicators import (
-    CacheContractError,
-    indicator_rows,
-    platform_value,
-    validate_member,
-)
+from backfill.indicators import indicator_rows, platform_value
 from core import keys
 from core.candle import Candle
 from core.config import BackfillConfig
+from core.errors import CacheContractError
 from core.jsnum import js_number
+from core.member import validate_member
 from core.series import Series
 
 S = Series.of("BTC-USD", "5m")

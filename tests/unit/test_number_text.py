@@ -22,10 +22,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backfill.indicators import CacheContractError, validate_member
 from core.candle import Candle, parse_candle
-from core.errors import TransientError
+from core.errors import CacheContractError, TransientError
 from core.jsnum import NumberTextError, js_decimal, js_integer, js_json, js_json_loads
+from core.member import validate_member
 from core.series import Series
 from core.timeframe import timeframe
 from workers.coinbase.rows import BadRows, candle_rows, select, start_of
