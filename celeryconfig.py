@@ -20,7 +20,8 @@ broker_url = _settings.redis_url
 result_backend = RESULT_BACKEND_PREFIX + _settings.redis_url
 broker_connection_retry_on_startup = True
 broker_transport_options = {
-    # BRPOP takes from the first non-empty queue in the worker's -Q order.
+    # BRPOP takes from the first non-empty queue in task_queues' order (a plain worker;
+    # -Q would override it).
     "queue_order_strategy": "priority",
     # kombu's backstop only: a dead node's messages come back within seconds through the
     # nodes' liveness (workers/liveness.py), and live nodes renew what they hold. Still

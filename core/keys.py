@@ -130,7 +130,8 @@ def live_queue(timeframe: str) -> str:
 
 
 def queue_order() -> list[str]:
-    """A worker's `-Q` order: control first (a run's callback never waits behind the next
+    """The configured queue order (celeryconfig.task_queues; a plain worker consumes all of
+    them in it): control first (a run's callback never waits behind the next
     run), then the live refreshes (5m, 15m, 1h, 4h, 1d, then the other timeframes by
     length: a bucket close is never queued behind a large backfill), then the backfill."""
     from core.timeframe import TIMEFRAMES, priority_key
