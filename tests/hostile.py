@@ -247,3 +247,51 @@ class Handler(BaseHTTPRequestHandler):
     def _held(self, product: str, t0: float) -> None:
         with self.server.lock:
             self.server.open_s.append((product, time.monotonic() - t0))
+
+
+# The workers' settings against the hostile exchange: short limits, no key, JSON logs.
+WORKER_ENV = {
+    "BACKFILL_VISIBILITY_TIMEOUT_S": "8",
+    "BACKFILL_MAX_RETRIES": "1",
+    "BACKFILL_REQUEST_DEADLINE_S": "2",
+    "BACKFILL_MAX_RESET_S": "2",
+    "BACKFILL_FLEET_RATE": "50",
+    "BACKFILL_WORKER_RATE_LIMIT": "",
+    "BACKFILL_LOG_JSON": "1",
+    "COINBASE_API_KEY_FILE": "",
+    "COINBASE_API_KEY_NAME": "",
+    "COINBASE_API_PRIVATE_KEY": "",
+    "PYTHONUNBUFFERED": "1",
+}
+
+
+@contextlib.contextmanager
+def hostile_workers(url: str, logs, handler: type[BaseHTTPRequestHandler] | None = None,
+                    workers: int = 1, env: dict | None = None, name: str = "h"):  # fmt: skip
+    """A hostile exchange and `workers` real worker processes on the Redis at `url`
+    (flushed first); yields (server, the workers' env, the worker processes)."""
+    import os
+
+    import redis
+
+    from backfill.app import app, use_redis
+    from backfill.local import WorkerProcess, wait_for_workers
+
+    redis.Redis.from_url(url).flushall()
+    use_redis(url)
+    with HostileServer() as server:
+        if handler is not None:
+            server.RequestHandlerClass = handler
+        wenv = {**WORKER_ENV, **(env or {}), "REDIS_URL": url, "COINBASE_API_BASE_URL": server.url}
+        procs = [
+            WorkerProcess(
+                wenv, name=f"{name}{i}-{os.getpid()}@%h", concurrency=1, log_path=logs / f"w{i}.log"
+            ).start()
+            for i in range(workers)
+        ]
+        try:
+            wait_for_workers(app, workers, timeout=60)
+            yield server, wenv, procs
+        finally:
+            for w in procs:
+                w.stop(timeout=10)

@@ -9,32 +9,15 @@ one field of one recent closed row replaced.
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import redis
 from helpers import cached
-from hostile import Handler, HostileServer, rows
+from hostile import Handler, hostile_workers, rows
 
 from core.config import BackfillConfig
 from core.series import Series
 
 pytestmark = pytest.mark.slow
-ENV = {
-    "BACKFILL_VISIBILITY_TIMEOUT_S": "8",
-    "BACKFILL_MAX_RETRIES": "1",
-    "BACKFILL_REQUEST_DEADLINE_S": "2",
-    "BACKFILL_MAX_RESET_S": "2",
-    "BACKFILL_FLEET_RATE": "50",
-    "BACKFILL_WORKER_RATE_LIMIT": "",
-    "BACKFILL_LOG_JSON": "1",
-    "COINBASE_API_KEY_FILE": "",
-    "COINBASE_API_KEY_NAME": "",
-    "COINBASE_API_PRIVATE_KEY": "",
-    "PYTHONUNBUFFERED": "1",
-}
-
-
 class TamperingHandler(Handler):
     def _tamper(self, p, g, start, end, now, n, product):
         """The true rows (newest first), with `field` of the 4th newest (a closed bucket in
@@ -48,24 +31,9 @@ class TamperingHandler(Handler):
 
 @pytest.fixture(scope="module")
 def exchange(redis_server, tmp_path_factory):
-    from backfill.app import app, use_redis
-    from backfill.local import WorkerProcess, wait_for_workers
-
-    url = redis_server.url
-    redis.Redis.from_url(url).flushall()
-    use_redis(url)
     logs = tmp_path_factory.mktemp("hostile-cache-worker")
-    with HostileServer() as server:
-        server.RequestHandlerClass = TamperingHandler
-        env = {**ENV, "REDIS_URL": url, "COINBASE_API_BASE_URL": server.url}
-        worker = WorkerProcess(
-            env, name=f"hc-{os.getpid()}@%h", concurrency=1, log_path=logs / "w.log"
-        ).start()
-        try:
-            wait_for_workers(app, 1, timeout=60)
-            yield server, url
-        finally:
-            worker.stop(timeout=10)
+    with hostile_workers(redis_server.url, logs, TamperingHandler, name="hc") as (server, _, _):
+        yield server, redis_server.url
 
 
 def underscored(text: str) -> str:

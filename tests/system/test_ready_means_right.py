@@ -11,12 +11,11 @@ and an exchange answer that contradicts it, never make a series "ready" that is 
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 import redis
 from helpers import cli
-from hostile import Handler, HostileServer, rows
+from hostile import Handler, hostile_workers, rows
 
 from core import keys
 from core.config import BackfillConfig
@@ -24,21 +23,6 @@ from core.member import validate_member
 from core.series import Series
 
 pytestmark = pytest.mark.slow
-ENV = {
-    "BACKFILL_VISIBILITY_TIMEOUT_S": "8",
-    "BACKFILL_MAX_RETRIES": "1",
-    "BACKFILL_REQUEST_DEADLINE_S": "2",
-    "BACKFILL_MAX_RESET_S": "2",
-    "BACKFILL_FLEET_RATE": "50",
-    "BACKFILL_WORKER_RATE_LIMIT": "",
-    "BACKFILL_LOG_JSON": "1",
-    "COINBASE_API_KEY_FILE": "",
-    "COINBASE_API_KEY_NAME": "",
-    "COINBASE_API_PRIVATE_KEY": "",
-    "PYTHONUNBUFFERED": "1",
-}
-
-
 class OmittingHandler(Handler):
     def _omit(self, p, g, start, end, now, n, product):
         """The true rows without the bucket at `start` (UNIX s) once the cache holds it."""
@@ -47,24 +31,9 @@ class OmittingHandler(Handler):
 
 @pytest.fixture(scope="module")
 def exchange(redis_server, tmp_path_factory):
-    from backfill.app import app, use_redis
-    from backfill.local import WorkerProcess, wait_for_workers
-
-    url = redis_server.url
-    redis.Redis.from_url(url).flushall()
-    use_redis(url)
     logs = tmp_path_factory.mktemp("ready-means-right")
-    with HostileServer() as server:
-        server.RequestHandlerClass = OmittingHandler
-        env = {**ENV, "REDIS_URL": url, "COINBASE_API_BASE_URL": server.url}
-        worker = WorkerProcess(
-            env, name=f"rmr-{os.getpid()}@%h", concurrency=1, log_path=logs / "w.log"
-        ).start()
-        try:
-            wait_for_workers(app, 1, timeout=60)
-            yield server, url, redis.Redis.from_url(url), env
-        finally:
-            worker.stop(timeout=10)
+    with hostile_workers(redis_server.url, logs, OmittingHandler, name="rmr") as (server, env, _):
+        yield server, redis_server.url, redis.Redis.from_url(redis_server.url), env
 
 
 def run(
