@@ -83,13 +83,28 @@ def cmd_status(args, settings) -> int:
 
     client = _client(settings)
     cache = client if settings.cache_url == settings.redis_url else _cache_client(settings)
-    fresh = freshness(cache, client, settings.backfill_config().validated(), settings)
+    fresh = freshness(cache, client, _status_config(settings), settings)
     if args.prometheus:
         sys.stdout.write(prometheus(fresh))
         return 0
     use_redis(settings.redis_url)
     unconsumed = unconsumed_queues(client, app, args.timeout)
     return print_status(client, args.run, as_json=args.json, fresh=fresh, unconsumed=unconsumed)
+
+
+def _status_config(settings):
+    """The configured series for the freshness report: bad `BACKFILL_SYMBOLS` entries are
+    named on stderr and skipped (a run's status must not depend on them); none valid: the
+    report has no series."""
+    from core.config import bad_symbols_message, split_symbols
+
+    config = settings.backfill_config()
+    valid, bad = split_symbols(config.symbols)
+    if bad:
+        print(f"warning: {bad_symbols_message(bad)}", file=sys.stderr)
+    if not valid:
+        return replace(config, symbols=())
+    return replace(config, symbols=valid).validated()
 
 
 def _cache_client(settings):

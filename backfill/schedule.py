@@ -10,10 +10,15 @@ close the 5m refreshes are enqueued (and land) before the 15m ones, and so on.
 
 Nothing is persisted: a restarted beat resumes at the next close, and whatever runs twice
 (two beats, a restart mid-boundary) is deduplicated in Redis by the fan-out.
+
+Bad `BACKFILL_SYMBOLS` entries: beat logs one `bad_symbols` error line at start naming them
+and goes on (the keeper refreshes the valid ones and names the bad ones at every close);
+with no valid symbol at all, or a bad timeframe, it refuses to start (nothing to keep).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -21,8 +26,14 @@ from celery.beat import Scheduler
 from celery.schedules import schedstate, schedule
 
 from core import keys
+from core.config import bad_symbols_message, split_symbols
+from core.errors import InvalidInput
+from core.logs import log_event
 from core.settings import load_settings
+from core.text import split_names
 from core.timeframe import Timeframe, close_step, parse_timeframes
+
+log = logging.getLogger("backfill.beat")
 
 
 class BoundarySchedule(schedule):
@@ -74,4 +85,17 @@ class BoundaryScheduler(Scheduler):
         super().setup_schedule()
         settings = load_settings()
         tfs = parse_timeframes(settings.backfill_timeframes)
+        check_symbols(settings.backfill_symbols)
         self.merge_inplace(boundary_entries(tfs, settings.backfill_settle_s))
+
+
+def check_symbols(text: str) -> tuple[str, ...]:
+    """The valid symbols of `BACKFILL_SYMBOLS`; the bad entries are logged (one error line),
+    and with none valid `InvalidInput` is raised: beat has nothing to keep fresh."""
+    valid, bad = split_symbols(split_names(text))
+    if bad:
+        log_event(log, "bad_symbols", level=logging.ERROR, error=bad_symbols_message(bad),
+                  valid=len(valid))  # fmt: skip
+    if not valid:
+        raise InvalidInput("BACKFILL_SYMBOLS has no valid symbol: beat has nothing to keep fresh")
+    return valid

@@ -2,6 +2,10 @@
 
 Validated before anything is enqueued; its `job_options` are what every job of the run
 carries (core/jobs.py), so nothing secret is ever in here.
+
+The rule for the counts: MIN_CANDLES (60, what MACD-V needs to be trusted) <= min_candles
+<= candle_count <= MAX_CACHED (1000, what the cache keeps). "Ready" means the platform's
+indicator can be computed, so a series is never called ready on fewer candles than that.
 """
 
 from __future__ import annotations
@@ -11,7 +15,8 @@ from dataclasses import dataclass, replace
 from core import defaults as d
 from core.errors import InvalidInput
 from core.jobs import JobOptions
-from core.series import parse_symbols
+from core.series import parse_symbols, validate_product_id
+from core.text import clean_text
 from core.timeframe import TIMEFRAME_PRIORITY, parse_timeframes
 
 DEFAULT_SYMBOLS: tuple[str, ...] = (
@@ -40,18 +45,25 @@ class BackfillConfig:
         """Check everything a user can get wrong, before anything is enqueued."""
         symbols = tuple(parse_symbols(list(self.symbols)))
         timeframes = tuple(tf.name for tf in parse_timeframes(list(self.timeframes)))
-        if not isinstance(self.candle_count, int) or not (
-            self.min_candles <= self.candle_count <= MAX_CACHED
-        ):
+        count, least = self.candle_count, self.min_candles
+        if not _is_int(count) or not MIN_CANDLES <= count <= MAX_CACHED:
             raise InvalidInput(
-                f"candle count {self.candle_count!r} is out of range: it must be between "
-                f"{self.min_candles} (the minimum a series needs to be ready) and {MAX_CACHED} "
-                "(what the cache keeps)"
+                f"candle_count {count!r} (BACKFILL_CANDLE_COUNT / --candle-count) is out of "
+                f"range: it must be an integer between {MIN_CANDLES} (what MACD-V needs) and "
+                f"{MAX_CACHED} (what the cache keeps)"
+            )
+        if not _is_int(least) or not MIN_CANDLES <= least <= count:
+            raise InvalidInput(
+                f"min_candles {least!r} (BACKFILL_MIN_CANDLES) is out of range: it must be an "
+                f"integer between {MIN_CANDLES} (what MACD-V needs) and candle_count {count} "
+                "(a series cannot hold more than it fetches)"
             )
         for name in ("user_id", "exchange_id"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 0:
-                raise InvalidInput(f"{name} {value!r} must be a non-negative integer")
+            if not _is_int(value) or value < 0:
+                raise InvalidInput(
+                    f"{name} {value!r} (BACKFILL_{name.upper()}) must be a non-negative integer"
+                )
         return replace(self, symbols=symbols, timeframes=timeframes)
 
     def job_options(self) -> JobOptions:
@@ -60,3 +72,33 @@ class BackfillConfig:
 
 
 DEFAULT_BACKFILL_CONFIG = BackfillConfig()
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def split_symbols(symbols: list[str] | tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(the valid product ids, deduplicated, in order; the entries that are not).
+
+    For the processes that go on with what is valid (the keeper at a bucket close, beat at
+    start, `backfill status`); a run (`validated`) refuses a bad entry instead."""
+    valid: dict[str, None] = {}
+    bad: dict[str, None] = {}
+    for entry in symbols:
+        try:
+            valid[validate_product_id(entry)] = None
+        except InvalidInput:
+            bad[entry] = None
+    return tuple(valid), tuple(bad)
+
+
+def bad_symbols_message(bad: tuple[str, ...], limit: int = 10) -> str:
+    """One line naming the bad entries, cleaned of control characters and cut short."""
+    shown = ", ".join(repr(clean_text(b, 40)) for b in bad[:limit])
+    more = f" and {len(bad) - limit} more" if len(bad) > limit else ""
+    return (
+        f"BACKFILL_SYMBOLS has {len(bad)} invalid entr{'y' if len(bad) == 1 else 'ies'} "
+        f"({shown}{more}): skipped; expected BASE-QUOTE in upper-case letters and digits, "
+        "e.g. BTC-USD"
+    )

@@ -95,7 +95,12 @@ class BudgetTimeout(RetryableError):
 
 
 class CircuitOpen(RetryableError):
-    """Raised without a request while the fleet's circuit breaker is open (exchange down)."""
+    """Raised without a request while the fleet's circuit breaker is open (exchange down);
+    `retry_after`: seconds until the breaker lets this caller ask again, if it said."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, **kw)
 
 
 class PermanentError(ExchangeError):

@@ -102,11 +102,54 @@ class Settings(BaseSettings):
         "backfill_max_clock_skew_s",
         "backfill_breaker_failures",
         "backfill_breaker_cooldown_s",
+        "backfill_request_timeout_s",
+        "backfill_cache_ttl_s",
     )
     @classmethod
     def _positive(cls, v: float, info) -> float:
         if not v > 0:
             raise ValueError(f"{info.field_name.upper()} {v} must be > 0")
+        return v
+
+    @field_validator("backfill_candle_count", "backfill_min_candles")
+    @classmethod
+    def _candles(cls, v: int, info) -> int:
+        # each alone here; min_candles <= candle_count once a run's overrides are applied
+        # (BackfillConfig.validated: --candle-count may change the count)
+        if not d.MIN_CANDLES <= v <= d.MAX_CACHED:
+            raise ValueError(
+                f"{info.field_name.upper()} {v} must be between {d.MIN_CANDLES} (what MACD-V "
+                f"needs) and {d.MAX_CACHED} (what the cache keeps)"
+            )
+        return v
+
+    @field_validator("backfill_user_id", "backfill_exchange_id", "backfill_exhausted_recheck_s")
+    @classmethod
+    def _non_negative(cls, v: int, info) -> int:
+        if v < 0:
+            raise ValueError(f"{info.field_name.upper()} {v} must be >= 0")
+        return v
+
+    @field_validator("backfill_max_retries")
+    @classmethod
+    def _retries(cls, v: int) -> int:
+        if not 0 <= v <= 100:
+            raise ValueError(f"BACKFILL_MAX_RETRIES {v} must be between 0 and 100")
+        return v
+
+    @field_validator("backfill_visibility_timeout_s")
+    @classmethod
+    def _visibility(cls, v: int) -> int:
+        # retry countdowns and budget waits (at least 2 s) must stay below it
+        if v < 3:
+            raise ValueError(f"BACKFILL_VISIBILITY_TIMEOUT_S {v} must be at least 3 seconds")
+        return v
+
+    @field_validator("backfill_fleet_rate")
+    @classmethod
+    def _fleet_rate(cls, v: float | None) -> float | None:
+        if v is not None and not v > 0:
+            raise ValueError(f"BACKFILL_FLEET_RATE {v} must be > 0")
         return v
 
     def task_time_limits(self) -> tuple[float, float]:

@@ -3,9 +3,14 @@
 After `failures` consecutive failures that say the exchange is down (5xx, timeouts,
 dropped connections, 429s; not a malformed answer) anywhere in the fleet, spanning at
 least two series, the breaker opens: no worker sends a request for `cooldown_s`; then one probe
-goes out; success closes it, failure opens it again. State lives in Redis (one hash per
-exchange budget), so every worker and every task family sees the same breaker, and the
-transitions are logged once (`breaker_open`, `breaker_closed`).
+goes out; success closes it, failure opens it again. A series that failed since the last
+success (maybe only its own product is bad) probes only a cool-down after the others, so a
+few bad products cannot hold the breaker open against healthy series. State lives in Redis
+(one hash per exchange budget), so every worker and every task family sees the same
+breaker, and the transitions are logged once (`breaker_open`, `breaker_closed`).
+
+`check` says until when: its `CircuitOpen` carries `retry_after` (seconds), and the retry
+decision (workers/retry.py) waits at least that long, on a budget of its own.
 """
 
 from __future__ import annotations
@@ -37,8 +42,8 @@ class Breaker:
         self.cooldown_ms = int(cooldown_s * 1000)
         self._script = LuaScript(client, "breaker.lua")
 
-    def _call(self, op: str, series: str = "") -> tuple[int, str]:
-        verdict, transition = self._script(
+    def _call(self, op: str, series: str = "") -> tuple[int, str, int]:
+        verdict, transition, wait_ms = self._script(
             self.keys, op=op, threshold=self.failures, cooldown=self.cooldown_ms, series=series
         )
         transition = transition.decode() if isinstance(transition, bytes) else transition
@@ -47,15 +52,19 @@ class Breaker:
                       cooldown_s=self.cooldown_ms / 1000)  # fmt: skip
         elif transition == "closed":
             log_event(log, "breaker_closed")
-        return int(verdict), transition
+        return int(verdict), transition, int(wait_ms)
 
     def check(self, product: str = "", timeframe: str = "") -> None:
-        """Raise `CircuitOpen` (retryable, no request made) while the breaker is open."""
-        if not self._call("allow")[0]:
+        """Raise `CircuitOpen` (retryable, no request made) while the breaker is open for
+        this series; its `retry_after` is how long until it may ask (or probe)."""
+        series = f"{product}:{timeframe}" if product and timeframe else ""
+        allowed, _, wait_ms = self._call("allow", series)
+        if not allowed:
             raise CircuitOpen(
                 "the exchange keeps failing: circuit breaker open, not asking",
                 product=product,
                 timeframe=timeframe,
+                retry_after=wait_ms / 1000,
             )
 
     def success(self) -> None:

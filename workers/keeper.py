@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 
 import redis
 from celery import current_app, shared_task
 
 from core import jobs, keys, reserve
 from core.claims import claim
-from core.config import BackfillConfig
+from core.config import BackfillConfig, bad_symbols_message, split_symbols
 from core.jobs import RefreshJob
 from core.logs import log_event
 from core.timeframe import Timeframe, closed_at, parse_timeframes
@@ -35,7 +36,7 @@ def boundary(self, timeframes: list[str] | None = None) -> list[dict]:
     step, shortest timeframe first. `timeframes` names them instead (an operator's manual
     refresh, the benchmark's simulated 1d close): each at its latest close."""
     res = resources.get()
-    config = res.settings.backfill_config().validated()
+    config = usable_config(res.settings.backfill_config())
     now = time.time()
     if timeframes:
         closing = parse_timeframes(timeframes)
@@ -46,6 +47,17 @@ def boundary(self, timeframes: list[str] | None = None) -> list[dict]:
                 res.budget.name, now)
         for tf in closing
     ]  # fmt: skip
+
+
+def usable_config(config: BackfillConfig) -> BackfillConfig:
+    """The configured run minus bad `BACKFILL_SYMBOLS` entries: one bad entry must not stop
+    the refreshes of the valid ones. The bad ones are named in one error line per call
+    (every bucket close, until the setting is fixed); anything else wrong still raises."""
+    valid, bad = split_symbols(config.symbols)
+    if bad:
+        log_event(log, "bad_symbols", level=logging.ERROR, error=bad_symbols_message(bad),
+                  valid=len(valid))  # fmt: skip
+    return replace(config, symbols=valid).validated()
 
 
 def fan_out(

@@ -31,7 +31,7 @@ from workers.breaker import counts_against_exchange
 from workers.cache import ANNOUNCE_NEW, ANNOUNCE_NEWEST
 from workers.fetch import FetchOptions, FourHourMemory, fill_series
 from workers.resources import resources
-from workers.retry import Fail, RetryPolicy, decide
+from workers.retry import Fail, RetryPolicy, decide, last_exchange_error, reported_error
 
 log = logging.getLogger("backfill.worker")
 MAX_TOPUPS = 3  # rounds of refreshing series that went stale during a run, before the gate
@@ -49,7 +49,7 @@ class RunFourHourMemory(FourHourMemory):
 
 
 @shared_task(bind=True, name=keys.SERIES_TASK, acks_late=True)
-def backfill_series(self: Task, job: dict, auth_retried: bool = False) -> dict:
+def backfill_series(self: Task, job: dict, auth_retried: bool = False, **_waits) -> dict:
     """Fill one series of a run and return its outcome (never raises once retries are
     spent; a message no dispatcher would build raises, and the chord's error callback
     opens the gate as failed)."""
@@ -57,7 +57,7 @@ def backfill_series(self: Task, job: dict, auth_retried: bool = False) -> dict:
 
 
 @shared_task(bind=True, name=keys.REFRESH_TASK, acks_late=True)
-def refresh_series(self: Task, job: dict, auth_retried: bool = False) -> dict:
+def refresh_series(self: Task, job: dict, auth_retried: bool = False, **_waits) -> dict:
     """After a bucket close: fetch the series' tail, write it, announce each new candle.
 
     A bucket close's refresh (`boundary_ms`) runs once per series per close: the first
@@ -135,22 +135,30 @@ def _fill(task: Task, job: Job, auth_retried: bool) -> Outcome:
 
 
 def _failed(task: Task, job: Job, series: Series, e: Exception, auth_retried: bool) -> Outcome:
-    """Carry out the retry policy's decision: raise Celery's Retry, or a failed outcome."""
+    """Carry out the retry policy's decision: raise Celery's Retry, or a failed outcome.
+    Waits on the open breaker (`circuit_waits`) and the series' own last exchange error
+    (`last_error`) travel in the retry's kwargs (`**_waits` of the tasks)."""
     res = resources.get()
     retries = task.request.retries
+    carried = task.request.kwargs or {}
+    waits = int(carried.get("circuit_waits") or 0)
+    last_error = last_exchange_error(e, carried.get("last_error"))
     if counts_against_exchange(e):
         res.breaker.failure(series.name)
     decision = decide(
         e,
-        retries,
+        retries - waits,  # waits on the breaker are not the series' retries
         RetryPolicy(task.max_retries, res.retry_max_s),
         throttled=res.budget.recently_throttled(),
         auth_retried=auth_retried,
+        circuit_waits=waits,
     )
     if isinstance(decision, Fail):
         if decision.reason == "unexpected":  # a bug must not stop the chord: logged in full
             log.error("unexpected error in %s", series.name, exc_info=e)
-        return Outcome.failed(series.name, e, decision.reason, retries)
+        outcome = Outcome.failed(series.name, e, decision.reason, retries)
+        outcome.error = reported_error(e, last_error)
+        return outcome
     log_event(
         log,
         "backfill_retry",
@@ -165,9 +173,14 @@ def _failed(task: Task, job: Job, series: Series, e: Exception, auth_retried: bo
     )
     raise task.retry(
         args=(job.to_message(),),
-        kwargs={"auth_retried": auth_retried or decision.auth_retried},
+        kwargs={
+            "auth_retried": auth_retried or decision.auth_retried,
+            "circuit_waits": waits + decision.circuit_wait,
+            "last_error": last_error,
+        },
         exc=e,
         countdown=decision.countdown,
+        max_retries=retries + 1,  # the decision above is the limit (waits apart)
     ) from None
 
 

@@ -94,7 +94,6 @@ def top(lo: float, hi: float) -> float:
         TransientError("503", status=503),
         InvalidResponse("not json"),
         BudgetTimeout("no slot"),
-        CircuitOpen("open"),
     ],
     ids=lambda e: type(e).__name__,
 )
@@ -139,3 +138,50 @@ def test_auth_error_is_retried_once_only_while_throttled():
 )
 def test_permanent_errors_end_the_series_at_once(error, reason):
     assert decide(error, 0, POLICY, throttled=True) == Fail(reason)
+
+
+# --- the fleet's breaker is open: wait it out, on a budget of its own ------------------------
+
+
+def test_circuit_open_waits_at_least_the_breakers_remaining_cool_down():
+    e = CircuitOpen("open", retry_after=7.0)
+    for attempt in (0, 2, 3, 9):  # whatever the exchange retries spent: not from their budget
+        d = decide(e, attempt, POLICY, uniform=top)
+        assert isinstance(d, Retry) and d.circuit_wait
+        assert 7.0 <= d.countdown <= 7.0 + 1.0
+
+
+def test_circuit_open_countdown_is_jittered_and_capped_below_the_visibility_timeout():
+    e = CircuitOpen("open", retry_after=0.0)
+    assert decide(e, 0, POLICY, uniform=lambda lo, hi: lo) == Retry(0.2, circuit_wait=True)
+    e = CircuitOpen("open", retry_after=500.0)
+    assert decide(e, 0, POLICY, uniform=top) == Retry(20.0, circuit_wait=True)
+    e = CircuitOpen("open")  # the breaker did not say: one base backoff
+    assert decide(e, 0, POLICY, uniform=top).countdown == pytest.approx(1.0 + 0.25)
+
+
+def test_circuit_waits_have_their_own_bound():
+    policy = RetryPolicy(max_retries=3, retry_max_s=20.0, max_circuit_waits=4)
+    e = CircuitOpen("open", retry_after=1.0)
+    assert isinstance(decide(e, 0, policy, circuit_waits=3), Retry)
+    assert decide(e, 0, policy, circuit_waits=4) == Fail("circuit_open")
+    # the exchange retries are counted apart: waits spent do not exhaust them
+    assert isinstance(decide(TransientError("503"), 0, policy, circuit_waits=4), Retry)
+
+
+def test_a_failed_outcome_reports_the_series_own_last_exchange_error():
+    from workers.retry import reported_error
+
+    own = "TransientError: BAD-USD 5m status=503: unavailable"
+    assert reported_error(CircuitOpen("open"), own) == own
+    assert reported_error(CircuitOpen("open"), None).startswith("CircuitOpen: ")
+    assert reported_error(TransientError("timeout"), own).startswith("TransientError: ")
+
+
+def test_last_error_is_the_newest_exchange_error_never_the_breaker():
+    from workers.retry import last_exchange_error
+
+    e = TransientError("down", product="BAD-USD", timeframe="5m", status=503)
+    assert last_exchange_error(e, None) == "TransientError: BAD-USD 5m status=503: down"
+    assert last_exchange_error(CircuitOpen("open"), "before") == "before"
+    assert last_exchange_error(CircuitOpen("open"), None) is None
