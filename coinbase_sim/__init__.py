@@ -26,4 +26,16 @@ the fault stream are shared (the stream then differs from the one-process one
 for the same seed), market caches are per worker.  Closed buckets of a page are
 rendered once (coinbase_sim.pages, ``--render-cache-mb``, 64 per worker).
 ``python -m coinbase_sim.loadtest`` measures requests/s and CPU per request.
+
+Binance spot personality (coinbase_sim.binance): ``--exchange binance``
+(``make_server(exchange="binance")``, ``SimProcess(exchange="binance")``) serves
+``GET /api/v3/klines | exchangeInfo | ping | time`` from the same Market (same
+seed, same prices: BTCUSDT is BTC-USD, see ``GET /_sim/symbols``), with request
+weights per IP per calendar minute (``weight_limit``, 6000), 429 then 418 bans
+(``ban_after``, ``ban_duration_s``), ``X-MBX-USED-WEIGHT-1M`` on every answer and
+zero-volume klines for empty intervals (``zero_volume_klines``).  Its
+``/_sim/stats`` counts weight (``weight_total``, ``max_weight_in_any_60s``,
+``max_weight_in_any_minute``, ``responses_429``, ``responses_418``, ``bans``);
+``POST /_sim/config {"ban_s": 30}`` bans the caller now (0 lifts it);
+``GET /_sim/klines/{symbol}`` is its truth (closed klines, no limits).
 """

@@ -22,7 +22,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     """The simulator's arguments (optionally added to a parser given by the caller)."""
     p = parser or argparse.ArgumentParser(
         prog="python -m coinbase_sim",
-        description="Local Coinbase Advanced Trade candle simulator.",
+        description="Local Coinbase Advanced Trade (or Binance spot) candle simulator.",
     )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8123, help="0 picks a free port")
@@ -47,6 +47,16 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                    help="serving processes on the one port (limits and stats stay shared)")
     p.add_argument("--render-cache-mb", type=int, metavar="MB",
                    help="per-process budget of rendered closed pages (64; 0 = off)")
+    p.add_argument("--exchange", choices=["coinbase", "binance"], default="coinbase",
+                   help="API personality: Coinbase Advanced Trade or Binance spot klines")
+    p.add_argument("--weight-limit", type=int, metavar="N",
+                   help="binance: request weight per IP per minute (6000)")
+    p.add_argument("--ban-after", type=int, metavar="N",
+                   help="binance: requests tolerated after a 429 in a minute before a 418 ban (10)")
+    p.add_argument("--ban-duration-s", type=float, metavar="S",
+                   help="binance: how long a 418 ban lasts (120)")
+    p.add_argument("--omit-empty-klines", action="store_true",
+                   help="binance: omit intervals without trades instead of zero-volume klines")
     p.add_argument("--config", help="JSON object of settings, applied after the flags")
     return p
 
@@ -54,6 +64,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 def settings_args(args: argparse.Namespace) -> dict[str, Any]:
     """Settings given on the command line, as /_sim/config keys."""
     values: dict[str, Any] = {"seed": args.seed, "key_files": args.key_file}
+    if args.exchange != "coinbase":
+        values["exchange"] = args.exchange
     if args.synthetic_products:
         values["synthetic_products"] = args.synthetic_products
     if args.processes != 1:
@@ -74,12 +86,17 @@ def settings_args(args: argparse.Namespace) -> dict[str, Any]:
         "key_rate": args.key_rate,
         "ip_rate": args.ip_rate,
         "clock_offset_s": args.clock_offset,
+        "weight_limit": args.weight_limit,
+        "ban_after": args.ban_after,
+        "ban_duration_s": args.ban_duration_s,
     }
     values.update({k: v for k, v in optional.items() if v is not None})
     if args.no_four_hour:
         values["four_hour"] = False
     if args.no_rate_limits:
         values["rate_limits"] = False
+    if args.omit_empty_klines:
+        values["zero_volume_klines"] = False
     if args.config:
         values.update(json.loads(args.config))
     return values

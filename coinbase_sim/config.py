@@ -8,6 +8,7 @@ from typing import Any
 
 MAX_CAP = 350
 TIMEOUT_MODES = ("hold", "close")
+EXCHANGES = ("coinbase", "binance")
 
 
 class ConfigError(ValueError):
@@ -38,6 +39,12 @@ class Settings:
     synthetic_products: int = 0  # extra products SYN0001-USD ... (fixed at start)
     processes: int = 1  # serving processes on one port (fixed at start)
     render_cache_mb: int = 64  # per process budget of rendered closed pages, 0 = off (fixed)
+    # Binance personality (coinbase_sim.binance); ignored by the Coinbase one.
+    exchange: str = "coinbase"  # which API the simulator speaks (fixed at start)
+    weight_limit: int = 6000  # REQUEST_WEIGHT per calendar minute per IP
+    ban_after: int = 10  # requests tolerated after the first 429 of a minute before a 418 ban
+    ban_duration_s: float = 120.0  # how long an IP ban lasts
+    zero_volume_klines: bool = True  # empty intervals as zero-volume klines (else omitted)
 
     def public(self) -> dict[str, Any]:
         """JSON-friendly view of all settings."""
@@ -46,7 +53,9 @@ class Settings:
         return data
 
 
-FIXED = frozenset({"seed", "key_files", "synthetic_products", "processes", "render_cache_mb"})
+FIXED = frozenset(
+    {"seed", "key_files", "synthetic_products", "processes", "render_cache_mb", "exchange"}
+)
 MAX_PROCESSES = 256
 _PROBABILITIES = ("p429", "p500", "p503", "ptimeout", "ptruncated", "pnonjson")
 
@@ -71,7 +80,7 @@ def _coerce(name: str, value: Any) -> Any:
         if not 0.0 <= p <= 1.0:
             raise ConfigError(f"{name} must be within [0, 1]")
         return p
-    if name in ("four_hour", "rate_limits"):
+    if name in ("four_hour", "rate_limits", "zero_volume_klines"):
         if not isinstance(value, bool):
             raise ConfigError(f"{name} must be true or false")
         return value
@@ -80,11 +89,21 @@ def _coerce(name: str, value: Any) -> Any:
         if not 1 <= cap <= MAX_CAP:
             raise ConfigError(f"cap must be within [1, {MAX_CAP}]")
         return cap
-    if name in ("key_rate", "ip_rate"):
+    if name in ("key_rate", "ip_rate", "weight_limit"):
         rate = int(value)
         if rate < 1:
             raise ConfigError(f"{name} must be >= 1")
         return rate
+    if name == "ban_after":
+        count = int(value)
+        if count < 0:
+            raise ConfigError("ban_after must be >= 0")
+        return count
+    if name == "ban_duration_s":
+        seconds = float(value)
+        if not 0 <= seconds <= 3 * 86400:
+            raise ConfigError("ban_duration_s must be within [0, 259200]")
+        return seconds
     if name == "timeout_hold_s":
         hold = float(value)
         if hold < 0:
@@ -158,6 +177,12 @@ def _bounded(fixed: dict[str, Any], name: str, default: int, low: int, high: int
     return value
 
 
+def _exchange(value: Any) -> str:
+    if value not in EXCHANGES:
+        raise ConfigError(f"exchange must be one of {EXCHANGES}")
+    return str(value)
+
+
 def settings_from(**values: Any) -> Settings:
     """Build Settings from loosely typed values (as given to SimProcess or make_server)."""
     names = {f.name for f in fields(Settings)}
@@ -170,6 +195,7 @@ def settings_from(**values: Any) -> Settings:
         synthetic_products=_bounded(fixed, "synthetic_products", 0, 0, 9999),
         processes=_bounded(fixed, "processes", 1, 1, MAX_PROCESSES),
         render_cache_mb=_bounded(fixed, "render_cache_mb", 64, 0, 1 << 20),
+        exchange=_exchange(fixed.get("exchange", "coinbase")),
     )
     store = SettingsStore(base)
     return store.update(values)

@@ -129,6 +129,63 @@ class Market:
             return self._node(product_id, level, start)
         return self._multi_hour(product_id, granularity, start)
 
+    def span(self, product_id: str, start: int, end: int) -> Candle | None:
+        """The closed bucket [start, end) of any width (minute-aligned): 3m, 8h, 1w, a month...
+
+        Native widths come from closed(); others aggregate the nodes covering the span,
+        so every width agrees with the finer buckets it is made of.
+        """
+        width = end - start
+        native = width in _LEVEL_OF or (width % 3600 == 0 and DAY % width == 0)
+        if native and start % width == 0:
+            return self.closed(product_id, width, start)
+        return aggregate(start, self._closed_range(product_id, start, end))
+
+    def close_before(self, product_id: str, t: int) -> int | None:
+        """Close (ticks) of the last traded minute that ends at or before `t` (minute-aligned)."""
+        day = t - t % DAY
+        close = self._last_close_in(product_id, 0, day, t)
+        if close is not None:
+            return close
+        for start in range(day - DAY, EPOCH, -DAY):
+            candle = self._node(product_id, 0, start)
+            if candle is not None:
+                return candle.close
+        return None
+
+    def _last_close_in(self, product_id: str, level: int, start: int, t: int) -> int | None:
+        node = self._node(product_id, level, start)
+        if node is None or start >= t:
+            return None
+        if start + LEVEL_SECONDS[level] <= t:
+            return node.close
+        if level == MINUTE_LEVEL:
+            return None
+        width = LEVEL_SECONDS[level + 1]
+        children = self._children(product_id, level, start)
+        for index in range(len(children) - 1, -1, -1):
+            child_start = start + index * width
+            if children[index] is not None and child_start < t:
+                close = self._last_close_in(product_id, level + 1, child_start, t)
+                if close is not None:
+                    return close
+        return None
+
+    def first_trade(self, product_id: str) -> int | None:
+        """Start of the product's first traded minute (its listing), None if it never trades."""
+        for index in range(1, HORIZON_DAYS):
+            start = EPOCH + index * DAY
+            if self._node(product_id, 0, start) is None:
+                continue
+            level = 0
+            while level < MINUTE_LEVEL:
+                children = self._children(product_id, level, start)
+                first = next(i for i, c in enumerate(children) if c is not None)
+                start += first * LEVEL_SECONDS[level + 1]
+                level += 1
+            return start
+        return None
+
     def render(self, product_id: str, candles: Sequence[Candle]) -> str:
         """JSON text of {"candles": [...]} with every field a string, as Coinbase sends.
 

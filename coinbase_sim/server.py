@@ -1,5 +1,8 @@
 """HTTP front of the simulator: Coinbase's two candle endpoints plus /_sim/* control routes.
 
+With settings.exchange == "binance" the /api/* routes are Binance spot's instead
+(coinbase_sim.binance); the /_sim/* control routes serve both personalities.
+
 A stdlib ThreadingHTTPServer speaking HTTP/1.1 keep-alive (every response has
 a Content-Length).  Order of checks on a candle request: authentication
 (private endpoint), rate limit, injected fault, then argument validation, as
@@ -20,6 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from coinbase_sim import binance
 from coinbase_sim.config import ConfigError, Settings, SettingsStore, settings_from
 from coinbase_sim.faults import FaultInjector
 from coinbase_sim.keys import (
@@ -82,6 +86,9 @@ class SimState:
         self.market = Market(settings.seed, products, walks)
         self.pages = PageCache(self.market, settings.render_cache_mb << 20)
         self.stopping = threading.Event()
+        self.binance: binance.BinanceState | None = None
+        if settings.exchange == "binance":
+            self.binance = binance.BinanceState(self.market)
         self.store: SettingsStore
         self.keys: KeyRegistry
         self.limiter: RateLimiter | SharedRateLimiter
@@ -114,6 +121,8 @@ class SimState:
         self.stats.reset()
         self.limiter.reset()
         self.faults.reset()
+        if self.binance is not None:
+            self.binance.reset()
 
 
 class SimServer(ThreadingHTTPServer):
@@ -224,6 +233,8 @@ class Handler(BaseHTTPRequestHandler):
         query = parse_qs(url.query, keep_blank_values=True)
         path = url.path
         state = self.server.state
+        if state.binance is not None and self._binance_get(path, query):
+            return
         if match := PRIVATE_PATH.fullmatch(path):
             self._candles(match.group(1), query, path, private=True)
         elif match := PUBLIC_PATH.fullmatch(path):
@@ -256,13 +267,49 @@ class Handler(BaseHTTPRequestHandler):
                 changes = json.loads(body or b"{}")
                 if not isinstance(changes, dict):
                     raise ConfigError("body must be a JSON object")
+                ban_s = self._ban_request(changes)
                 settings = state.store.update(changes)
+                if ban_s is not None:
+                    self._ban_caller(ban_s)
             except (ConfigError, json.JSONDecodeError) as exc:
                 self._json(400, {"error": "INVALID_ARGUMENT", "message": str(exc)})
                 return
             self._json(200, settings.public())
         else:
             self._send(404, b"404 page not found\n", "text/plain; charset=utf-8")
+
+    def _binance_get(self, path: str, query: dict[str, list[str]]) -> bool:
+        """Routes of the Binance personality; False for the shared /_sim/* ones."""
+        state = self.server.state
+        assert state.binance is not None
+        if path.startswith("/api/"):
+            binance.serve_api(self, path, query)
+        elif path == "/_sim/stats":
+            self._json(200, state.binance.stats.snapshot())
+        elif path == "/_sim/symbols":
+            self._json(200, {"symbols": state.binance.symbols})
+        elif match := binance.TRUTH_PATH.fullmatch(path):
+            binance.serve_truth(self, match.group(1), query)
+        else:
+            return False
+        return True
+
+    def _ban_request(self, changes: dict[str, Any]) -> float | None:
+        """Take `ban_s` (Binance personality: ban the caller now; 0 lifts it) out of `changes`."""
+        if self.server.state.binance is None or "ban_s" not in changes:
+            return None
+        try:
+            seconds = float(changes.pop("ban_s"))
+        except (TypeError, ValueError):
+            raise ConfigError("ban_s must be a number of seconds") from None
+        if not 0 <= seconds <= 3 * 86400:
+            raise ConfigError("ban_s must be within [0, 259200]")
+        return seconds
+
+    def _ban_caller(self, seconds: float) -> None:
+        state = self.server.state
+        assert state.binance is not None
+        state.binance.limiter.ban(self.client_address[0], state.now(), seconds)
 
     def _mint_key(self, body: bytes) -> None:
         """Mint a key the simulator trusts from now on; optionally write its key file."""

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from binance_support import BinanceSim
 from sim_support import Sim
 
 from coinbase_sim.config import Settings
@@ -14,7 +15,7 @@ from coinbase_sim.keys import load_key_file, write_key_file
 from coinbase_sim.server import SimServer, make_server, serve_in_thread
 
 DEFAULTS = Settings().public()
-for _fixed in ("seed", "key_files"):
+for _fixed in ("seed", "key_files", "exchange"):
     DEFAULTS.pop(_fixed)
 
 
@@ -46,4 +47,28 @@ def sim(sim_server: SimServer, key_dir: Path) -> Iterator[Sim]:
     session.post(s.url + "/_sim/reset", timeout=5).raise_for_status()
     yield s
     s.configure(**{**DEFAULTS, "rate_limits": False})
+    session.close()
+
+
+@pytest.fixture(scope="session")
+def binance_server() -> Iterator[SimServer]:
+    """An in-thread simulator with the Binance personality, seed 7 like `sim_server`."""
+    server = make_server("127.0.0.1", 0, seed=7, exchange="binance")
+    serve_in_thread(server)
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def binance_sim(binance_server: SimServer) -> Iterator[BinanceSim]:
+    """The shared Binance server with default settings (weight limits on) and zeroed stats,
+    weights and bans."""
+    session = requests.Session()
+    s = BinanceSim(binance_server, session)
+    s.configure(**DEFAULTS)
+    s.reset()
+    yield s
+    s.configure(**DEFAULTS)
+    s.reset()
     session.close()
