@@ -9,6 +9,7 @@ from collections import defaultdict
 
 import redis
 
+from backfill.holders import format_holders, holders
 from core.run import RunStore
 from core.timeframe import priority_key
 
@@ -101,6 +102,7 @@ def print_status(
     unconsumed: list[dict] | None = None,
 ) -> int:
     st = run_status(client, run_id)
+    st["holders"] = holders(client)  # which node holds what; hand-backs of lost nodes
     if fresh is not None:
         st["freshness"] = fresh
     if unconsumed is not None:
@@ -124,6 +126,8 @@ def print_status(
         print(f"  {tf:>4} {row['done']:>4}/{row['total']:<4} failed {row['failed']:<3} {bar}")
     for f in st["failures"]:
         print(f"  failed {f['series']}: {f['reason']}: {f['error']}")
+    for line in format_holders(st["holders"]):
+        print(line)
     return 0
 
 
@@ -140,4 +144,10 @@ def print_freshness(fresh: dict) -> None:
         print(
             f"  {tf:>4} newest closed {age} ago, stale {row['stale']}/{row['series']}, "
             f"last close lag {lag}"
+        )
+    for exchange, d in (fresh.get("derivation") or {}).items():
+        print(
+            f"  derived timeframes ({exchange}): {d['audits']} audited, {d['divergences']} "
+            f"diverged, {d['native_series_count']} series native"
+            + (", whole exchange native" if d["exchange_native"] else "")
         )

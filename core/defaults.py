@@ -22,6 +22,11 @@ MAX_BODY_BYTES = 2 * 1024 * 1024  # raw and decompressed
 MAX_RESET_S = 60.0  # longest fleet pause a 429's reset header may cause
 MAX_CLOCK_SKEW_S = 30.0  # an exchange Date further off is logged
 
+# Binance (public klines: a weight per IP per minute)
+BINANCE_WEIGHT_LIMIT = 6000  # REQUEST_WEIGHT per minute (exchangeInfo rateLimits, 2026-12)
+BINANCE_WEIGHT_SHARE = 0.8  # of it the fleet plans to use (the rest: jitter, other clients)
+BINANCE_EXCHANGE_ID = 2
+
 # the fleet
 FLEET_RATE_KEY = 25.0  # requests/s with an API key (Coinbase allows 30)
 FLEET_RATE_PUBLIC = 8.0  # requests/s on the public endpoint (Coinbase allows 10)
@@ -37,3 +42,4 @@ VISIBILITY_TIMEOUT_S = 900  # when the broker hands an unacked message out again
 CACHE_TTL_S = 86400  # TTL of a candle key, refreshed on write
 EXHAUSTED_RECHECK_S = 3600  # 'no older candles exist' is believed this long
 SETTLE_S = 3.0  # after a bucket close, before its refreshes go out
+AUDIT_SHARE = 0.02  # derived candles checked against native ones, per close requests (0: off)

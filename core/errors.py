@@ -121,3 +121,12 @@ class BadRequest(PermanentError):
     def __init__(self, message: str, *, detail: str = "", **kw) -> None:
         self.detail = detail
         super().__init__(message, **kw)
+
+
+class Banned(PermanentError):
+    """Raised on HTTP 418 (an IP ban), and without a request while the ban lasts: nothing
+    is sent into a ban; `until` is when it ends (UNIX s)."""
+
+    def __init__(self, message: str, *, until: float, **kw) -> None:
+        self.until = until
+        super().__init__(message, **kw)

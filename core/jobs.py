@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 from core import defaults, keys
 from core.errors import InvalidInput
+from core.exchanges import validate_symbol
 from core.series import Series
 
 
@@ -29,6 +30,7 @@ class JobOptions:
     min_candles: int = defaults.MIN_CANDLES
     user_id: int = defaults.USER_ID
     exchange_id: int = defaults.EXCHANGE_ID
+    exchange: str = "coinbase"  # which client, budget and breaker (core/exchanges.py)
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,13 @@ class SeriesJob:
 @dataclass(frozen=True)
 class RefreshJob:
     """One series' tail after a bucket close (`boundary_ms`, claimed once per series), or
-    a run's top-up before its gate (`run_id`). Always live work."""
+    a run's top-up before its gate (`run_id`). Always live work.
+
+    At a close where longer timeframes close too, the finest timeframe's refresh carries
+    them in `derive` (in order: each may be built from the ones before it), and the
+    derived ones to check against the exchange in `audit`; `check` marks such a check
+    itself (one native request compared with the cache, in the audit queue, never live).
+    """
 
     TASK: ClassVar[str] = keys.REFRESH_TASK
     symbol: str
@@ -66,11 +74,14 @@ class RefreshJob:
     options: JobOptions = JobOptions()
     boundary_ms: int | None = None
     run_id: str | None = None
+    derive: tuple[str, ...] = ()
+    audit: tuple[str, ...] = ()
+    check: bool = False
     live: ClassVar[bool] = True
 
     @property
     def queue(self) -> str:
-        return keys.live_queue(self.timeframe)
+        return keys.AUDIT_QUEUE if self.check else keys.live_queue(self.timeframe)
 
     def to_message(self) -> dict[str, Any]:
         return _flatten(self)
@@ -84,7 +95,9 @@ Job = SeriesJob | RefreshJob
 
 
 def series_of(job: Job) -> Series:
-    """The job's series (validated: a bad symbol or timeframe raises `InvalidInput`)."""
+    """The job's series (validated: a bad exchange, symbol or timeframe raises
+    `InvalidInput`)."""
+    validate_symbol(job.symbol, job.options.exchange)
     return Series.of(job.symbol, job.timeframe)
 
 
@@ -146,6 +159,7 @@ def _sig(
 # --- messages ------------------------------------------------------------------------------
 
 _OPTION_FIELDS = tuple(f.name for f in fields(JobOptions))
+_OPTION_TYPES = {f.name: str(f.type) for f in fields(JobOptions)}
 
 
 def _flatten(job: Job) -> dict[str, Any]:
@@ -166,11 +180,35 @@ def _read(cls: type, raw: object) -> Any:
         if name in raw:
             values[name] = _check(cls.__name__, name, raw[name], str(f.type))
     opts = {
-        name: _check(cls.__name__, name, raw[name], "int") for name in _OPTION_FIELDS if name in raw
+        name: _check(cls.__name__, name, raw[name], _OPTION_TYPES[name])
+        for name in _OPTION_FIELDS
+        if name in raw
     }
     job = cls(options=JobOptions(**opts), **values)
     series_of(job)  # symbol and timeframe are valid, or InvalidInput names them
+    if isinstance(job, RefreshJob):
+        _check_derive(job)
     return job
+
+
+def _check_derive(job: RefreshJob) -> None:
+    """Derived timeframes: known, longer than the job's, each a multiple of it, in order,
+    once each; audited ones among them; a check carries neither and names its close."""
+    from core.timeframe import timeframe
+
+    kind, base = "RefreshJob", series_of(job).timeframe
+    derived = [timeframe(name) for name in job.derive]  # InvalidInput names a bad one
+    if any(tf.seconds <= base.seconds or tf.seconds % base.seconds for tf in derived):
+        raise InvalidInput(f"{kind} message field 'derive' {list(job.derive)!r}: not "
+                           f"multiples of {base.name}")  # fmt: skip
+    if [tf.seconds for tf in derived] != sorted({tf.seconds for tf in derived}):
+        raise InvalidInput(f"{kind} message field 'derive' {list(job.derive)!r}: not in order")
+    if not set(job.audit) <= set(job.derive) or len(set(job.audit)) != len(job.audit):
+        raise InvalidInput(f"{kind} message field 'audit' {list(job.audit)!r}: not derived")
+    if job.derive and job.boundary_ms is None:
+        raise InvalidInput(f"{kind} message: 'derive' needs a bucket close ('boundary_ms')")
+    if job.check and (job.derive or job.boundary_ms is None):
+        raise InvalidInput(f"{kind} message: a check names its close and derives nothing")
 
 
 def _check(kind: str, name: str, value: object, typ: str) -> object:
@@ -180,7 +218,9 @@ def _check(kind: str, name: str, value: object, typ: str) -> object:
         "int": isinstance(value, int) and not isinstance(value, bool),
         "int | None": value is None or (isinstance(value, int) and not isinstance(value, bool)),
         "bool": isinstance(value, bool),
+        "tuple[str, ...]": isinstance(value, list | tuple)
+        and all(isinstance(v, str) for v in value),
     }.get(typ)
     if not ok:
         raise InvalidInput(f"{kind} message field {name!r} has a bad value {value!r} ({typ})")
-    return value
+    return tuple(value) if typ == "tuple[str, ...]" else value

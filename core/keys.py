@@ -83,6 +83,30 @@ def keeper_lags(timeframe: str, boundary_ms: int) -> str:
     return f"backfill:keeper:{timeframe}:{boundary_ms}"
 
 
+def keeper_requests(boundary_ms: int) -> str:
+    """Hash: requests a bucket close cost (`refresh`, `audit`) and how its series were
+    kept (`derived`, `fallback`), by the close of each series' timeframe."""
+    return f"backfill:keeper:requests:{boundary_ms}"
+
+
+# --- derived timeframes (15m..1d built from the finest one in the cache) ------------------
+
+
+def derive_native(user_id: int, exchange_id: int) -> str:
+    """Set: `symbol:timeframe` series switched back to native refreshes (an audit saw a
+    derived candle differ from the exchange's own)."""
+    return f"backfill:derive:native:{user_id}:{exchange_id}"
+
+
+def derive_audit(exchange: str) -> str:
+    """Hash per exchange: `audits`, `divergences`, `errors`, `last_divergence`, and
+    `native` (1 once the whole exchange is switched back to native refreshes)."""
+    return f"backfill:derive:audit:{exchange}"
+
+
+DERIVE_AUDIT_CURSOR = "backfill:derive:audit:cursor"  # rotates the audit's sample
+
+
 class BreakerKeys(NamedTuple):
     state: str  # hash: state (closed|open), failures, until_ms, probe_ms
     series: str  # set: the series that failed since the last success
@@ -101,12 +125,13 @@ class BudgetKeys(NamedTuple):
     slow: str  # hash: the factor after a 429 or a near-miss, and when it was set
     paused: str  # nobody sends before this time (a 429's reset)
     reserve: str  # slots held back for live work (core/reserve.py)
+    banned: str  # the exchange banned us until this time (UNIX ms): nobody sends before
 
 
 def budget(name: str) -> BudgetKeys:
-    """The fleet budget of one exchange key (or of the public endpoint)."""
-    prefix = f"backfill:budget:{name}"
-    return BudgetKeys(f"{prefix}:sends", f"{prefix}:slow", f"{prefix}:paused", f"{prefix}:reserve")
+    """The fleet budget of one exchange key (or of the public endpoint, or an IP)."""
+    p = f"backfill:budget:{name}"
+    return BudgetKeys(f"{p}:sends", f"{p}:slow", f"{p}:paused", f"{p}:reserve", f"{p}:banned")
 
 
 # --- queues and tasks --------------------------------------------------------------------
@@ -117,6 +142,7 @@ FINISH_TASK = "backfill.finish"
 ABORT_TASK = "backfill.abort"
 BOUNDARY_TASK = "backfill.boundary"  # beat -> one fan-out per timeframe per bucket close
 REFRESH_TASK = "backfill.refresh"  # one series' tail after a bucket close
+AUDIT_QUEUE = "backfill.audit"  # derived candles checked against native ones: last of all
 
 
 def queue(timeframe: str) -> str:
@@ -133,8 +159,14 @@ def queue_order() -> list[str]:
     """The configured queue order (celeryconfig.task_queues; a plain worker consumes all of
     them in it): control first (a run's callback never waits behind the next
     run), then the live refreshes (5m, 15m, 1h, 4h, 1d, then the other timeframes by
-    length: a bucket close is never queued behind a large backfill), then the backfill."""
+    length: a bucket close is never queued behind a large backfill), then the backfill,
+    then the keeper's audit of derived candles (low priority: behind everything else)."""
     from core.timeframe import TIMEFRAMES, priority_key
 
     ordered = sorted(TIMEFRAMES, key=priority_key)
-    return [CONTROL_QUEUE] + [live_queue(n) for n in ordered] + [queue(n) for n in ordered]
+    return (
+        [CONTROL_QUEUE]
+        + [live_queue(n) for n in ordered]
+        + [queue(n) for n in ordered]
+        + [AUDIT_QUEUE]
+    )

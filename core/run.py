@@ -38,7 +38,7 @@ class RunRecord:
 
 
 _CONFIG_FIELDS = ("symbols", "timeframes", "candle_count", "min_candles", "user_id",
-                  "exchange_id", "full")  # fmt: skip
+                  "exchange_id", "full", "exchange")  # fmt: skip
 
 
 class RunStore:

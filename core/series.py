@@ -2,33 +2,34 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from core import keys
 from core.errors import InvalidInput
+from core.exchanges import ANY_SYMBOL, validate_symbol
 from core.text import split_names
 from core.timeframe import Timeframe, timeframe
 
-_PRODUCT_ID = re.compile(r"[A-Z0-9]{1,20}-[A-Z0-9]{1,20}")
 
-
-def validate_product_id(product_id: object) -> str:
-    """Refuse anything but BASE-QUOTE before it can reach a URL path."""
-    if not isinstance(product_id, str) or not _PRODUCT_ID.fullmatch(product_id):
+def validate_product_id(product_id: object, exchange: str | None = "coinbase") -> str:
+    """Refuse anything but the exchange's symbol form (Coinbase: BASE-QUOTE) before it can
+    reach a URL path; `exchange=None` takes any served exchange's form."""
+    if exchange is not None:
+        return validate_symbol(product_id, exchange)
+    if not isinstance(product_id, str) or not ANY_SYMBOL.fullmatch(product_id):
         raise InvalidInput(
-            f"invalid product id {product_id!r}: expected BASE-QUOTE in upper-case "
-            "letters and digits, e.g. BTC-USD"
+            f"invalid symbol {product_id!r}: expected upper-case letters and digits "
+            "like BTC-USD or BTCUSDT"
         )
     return product_id
 
 
-def parse_symbols(symbols: list[str] | str) -> list[str]:
+def parse_symbols(symbols: list[str] | str, exchange: str = "coinbase") -> list[str]:
     if isinstance(symbols, str):
         symbols = split_names(symbols)
     if not symbols:
         raise InvalidInput("no symbols given: the symbol list is empty")
-    return list(dict.fromkeys(validate_product_id(s) for s in symbols))
+    return list(dict.fromkeys(validate_product_id(s, exchange) for s in symbols))
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class Series:
 
     @classmethod
     def of(cls, symbol: str, timeframe_name: str) -> Series:
-        return cls(validate_product_id(symbol), timeframe(timeframe_name))
+        return cls(validate_product_id(symbol, None), timeframe(timeframe_name))
 
     @property
     def name(self) -> str:

@@ -14,10 +14,11 @@ from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core import defaults as d
-from core.config import DEFAULT_SYMBOLS, BackfillConfig
+from core.config import DEFAULT_BINANCE_SYMBOLS, DEFAULT_SYMBOLS, BackfillConfig
 from core.credentials import Credentials, load_credentials
 from core.errors import InvalidInput
-from core.text import split_names
+from core.exchanges import EXCHANGES
+from core.text import clean_text, split_names
 from core.timeframe import TIMEFRAME_PRIORITY
 
 COINBASE_URL = "https://api.coinbase.com"
@@ -56,6 +57,13 @@ class Settings(BaseSettings):
     backfill_max_reset_s: float = d.MAX_RESET_S
     backfill_max_clock_skew_s: float = d.MAX_CLOCK_SKEW_S
     backfill_exhausted_recheck_s: int = d.EXHAUSTED_RECHECK_S
+    backfill_audit_share: float = d.AUDIT_SHARE
+    backfill_exchanges: str = "coinbase"  # the exchanges this deployment serves
+    binance_api_base_url: str = EXCHANGES["binance"].base_url
+    binance_symbols: str = ",".join(DEFAULT_BINANCE_SYMBOLS)
+    binance_exchange_id: int = d.BINANCE_EXCHANGE_ID
+    binance_weight_limit: int = d.BINANCE_WEIGHT_LIMIT
+    binance_weight_share: float = d.BINANCE_WEIGHT_SHARE
 
     @field_validator(
         "cache_redis_url",
@@ -88,6 +96,13 @@ class Settings(BaseSettings):
             raise ValueError(f"BACKFILL_SETTLE_S {v} must be between 0 and 50 seconds")
         return v
 
+    @field_validator("backfill_audit_share")
+    @classmethod
+    def _audit_share(cls, v: float) -> float:
+        if not 0 <= v <= 1:
+            raise ValueError(f"BACKFILL_AUDIT_SHARE {v} must be between 0 (off) and 1")
+        return v
+
     @field_validator("backfill_request_cap")
     @classmethod
     def _cap(cls, v: int) -> int:
@@ -104,6 +119,7 @@ class Settings(BaseSettings):
         "backfill_breaker_cooldown_s",
         "backfill_request_timeout_s",
         "backfill_cache_ttl_s",
+        "binance_weight_limit",
     )
     @classmethod
     def _positive(cls, v: float, info) -> float:
@@ -123,7 +139,28 @@ class Settings(BaseSettings):
             )
         return v
 
-    @field_validator("backfill_user_id", "backfill_exchange_id", "backfill_exhausted_recheck_s")
+    @field_validator("binance_weight_share")
+    @classmethod
+    def _share(cls, v: float) -> float:
+        if not 0 < v <= 1:
+            raise ValueError(f"BINANCE_WEIGHT_SHARE {v} must be above 0 and at most 1")
+        return v
+
+    @field_validator("backfill_exchanges")
+    @classmethod
+    def _exchanges(cls, v: str) -> str:
+        bad = [n for n in split_names(v) if n not in EXCHANGES]
+        if bad or not split_names(v):
+            raise ValueError(
+                f"BACKFILL_EXCHANGES {clean_text(v, 60)!r} must name some of "
+                f"{', '.join(EXCHANGES)}"
+            )
+        return v
+
+    @field_validator(
+        "backfill_user_id", "backfill_exchange_id", "backfill_exhausted_recheck_s",
+        "binance_exchange_id",
+    )  # fmt: skip
     @classmethod
     def _non_negative(cls, v: int, info) -> int:
         if v < 0:
@@ -183,15 +220,42 @@ class Settings(BaseSettings):
             secret.get_secret_value() if secret else None,
         )
 
-    def backfill_config(self) -> BackfillConfig:
+    def backfill_config(self, exchange_name: str | None = None) -> BackfillConfig:
+        """One exchange's run (default: the first of BACKFILL_EXCHANGES)."""
+        name = exchange_name or self.exchanges()[0]
+        coinbase = name == "coinbase"
         return BackfillConfig(
-            symbols=tuple(split_names(self.backfill_symbols)),
+            symbols=tuple(split_names(self.backfill_symbols if coinbase else self.binance_symbols)),
             timeframes=tuple(split_names(self.backfill_timeframes)),
             candle_count=self.backfill_candle_count,
             min_candles=self.backfill_min_candles,
             user_id=self.backfill_user_id,
-            exchange_id=self.backfill_exchange_id,
+            exchange_id=self.backfill_exchange_id if coinbase else self.binance_exchange_id,
+            exchange=name,
         )
+
+    def exchanges(self) -> list[str]:
+        """BACKFILL_EXCHANGES, validated: known names, each once, in the given order."""
+        names = list(dict.fromkeys(split_names(self.backfill_exchanges)))
+        if not names:
+            raise InvalidInput("BACKFILL_EXCHANGES is empty: name at least one exchange")
+        for n in names:
+            if n not in EXCHANGES:
+                raise InvalidInput(
+                    f"BACKFILL_EXCHANGES names an unknown exchange {clean_text(n, 40)!r}; "
+                    f"expected some of {', '.join(EXCHANGES)}"
+                )
+        return names
+
+    def backfill_configs(self) -> list[BackfillConfig]:
+        """Every served exchange's run, in BACKFILL_EXCHANGES order."""
+        return [self.backfill_config(n) for n in self.exchanges()]
+
+    def binance_fleet_rate(self) -> float:
+        """Klines per second the Binance fleet sends: its share of the IP's weight per
+        minute, spread evenly (never the whole minute in a burst)."""
+        ex = EXCHANGES["binance"]
+        return self.binance_weight_limit * self.binance_weight_share / 60 / ex.request_weight
 
 
 def load_settings(**overrides) -> Settings:

@@ -7,6 +7,7 @@ local sends = KEYS[1]    -- zset of reserved send times (us); `:late`, `:seq` be
 local slow = KEYS[2]     -- hash: factor, at (see throttle.lua)
 local paused = KEYS[3]   -- us timestamp before which nobody sends (after a reset time)
 local reserve = KEYS[4]  -- slots held back for live work
+local banned = KEYS[5]   -- the exchange banned us until this time (ms): no slot before
 local limit_at_full = tonumber(ARGV[1])  -- requests per window at full rate
 local window = tonumber(ARGV[2])         -- us
 local max_wait = tonumber(ARGV[3])       -- us the caller accepts; beyond it nothing is taken
@@ -16,6 +17,10 @@ local live = tonumber(ARGV[6]) == 1      -- the caller may take a reserved slot
 local stale = ARGV[7]                    -- the caller's own slot it woke too late for, or ''
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local ban = redis.call('GET', banned)
+if ban then
+  return {0, 0, 0, 'banned:' .. ban}  -- nothing is sent into a ban
+end
 local factor = 1.0
 local slowed = redis.call('HMGET', slow, 'factor', 'at')
 if slowed[1] then

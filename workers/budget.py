@@ -39,7 +39,7 @@ from contextlib import contextmanager
 import redis
 
 from core import defaults, keys
-from core.errors import BudgetTimeout
+from core.errors import Banned, BudgetTimeout
 from workers.lua import LuaScript
 
 # The window is 1 s + GUARD_S, so that up to 50 ms of scheduling jitter between a slot and the
@@ -121,6 +121,14 @@ class FleetBudget:
                 stale=stale,
             )
             self.factor = factor / 1000
+            member = member.decode() if isinstance(member, bytes) else str(member)
+            if member.startswith("banned:"):
+                until = int(member.split(":", 1)[1]) / 1000
+                raise Banned(
+                    f"{self.name}: the exchange banned this fleet until "
+                    f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(until))}",
+                    until=until,
+                )
             if not granted:
                 raise BudgetTimeout(
                     f"fleet budget {self.name!r} has no slot within {self.max_wait_s:.0f}s "
@@ -130,7 +138,6 @@ class FleetBudget:
                 self._sleep(wait_us / 1e6)
             # late by at least this much (measured from before the call: conservative)
             due = asked + wait_us / 1e6
-            member = member.decode() if isinstance(member, bytes) else str(member)
             if time.monotonic() - due <= self.late_tolerance_s:
                 self._local.slot = (due, member)
                 return
@@ -184,11 +191,15 @@ class FleetBudget:
         self.factor = factor / 1000
 
     def counted(self, used: int, limit: int) -> None:
-        """The exchange counted `used` of `limit` requests in its window: more than this
-        budget ever plans for one second means sends reach it bunched (or another client
-        shares the key), so step the fleet down before a 429 does it harder."""
-        if used <= min(self.limit, limit - 1):
-            return
+        """The exchange counted `used` of `limit` requests in its one-second window: more
+        than this budget ever plans for one second means sends reach it bunched (or another
+        client shares the key), so step the fleet down before a 429 does it harder."""
+        if used > min(self.limit, limit - 1):
+            self.crowded()
+
+    def crowded(self) -> None:
+        """The exchange's own count says it sees more of us than planned: one step down
+        (once per window), recovering as after a 429."""
         factor = self._throttle(
             self._throttle_keys,
             recovery=RECOVERY_PER_S,
@@ -198,6 +209,17 @@ class FleetBudget:
             quiet_us=self.window_us,
         )
         self.factor = factor / 1000
+
+    def banned(self, seconds: float) -> None:
+        """The exchange banned us (Binance's 418) for `seconds`: every worker of this
+        budget stops sending until then; series fail at once, naming the end."""
+        ms = int(max(1.0, seconds) * 1000)
+        until_ms = int(time.time() * 1000) + ms
+        self.redis.set(self._keys.banned, until_ms, px=ms)
+
+    def banned_until(self) -> float | None:
+        raw = self.redis.get(self._keys.banned)
+        return int(raw) / 1000 if raw else None
 
     def recently_throttled(self) -> bool:
         """True while the fleet is still recovering from a 429 (or a near-miss)."""
@@ -224,6 +246,12 @@ class MemoryBudget:
 
     def counted(self, used: int, limit: int) -> None:
         self.counts.append((used, limit))
+
+    def crowded(self) -> None:
+        self.counts.append((-1, -1))
+
+    def banned(self, seconds: float) -> None:
+        self.throttles.append(seconds)
 
     def confirm(self, final: bool = False) -> bool:
         return True

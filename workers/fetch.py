@@ -28,7 +28,7 @@ from core.outcome import Outcome
 from core.series import Series
 from core.timeframe import Timeframe, timeframe
 from workers.cache import ANNOUNCE_NEWEST, MAX_MEMBERS, CandleStore
-from workers.coinbase.client import CoinbaseClient
+from workers.exchange.client import CandleClient
 
 MAX_LOOKBACK_PAGES = 4  # how far beyond candle_count to look for candles on illiquid series
 H1 = timeframe("1h")
@@ -59,7 +59,7 @@ def is_granularity_rejection(e: BadRequest) -> bool:
 
 def fill_series(
     series: Series,
-    client: CoinbaseClient,
+    client: CandleClient,
     cache: CandleStore,
     options: FetchOptions,
     four_hour: FourHourMemory | None = None,
@@ -137,7 +137,7 @@ def fill_series(
     return out
 
 
-def _checked_upto(client: CoinbaseClient, tf: Timeframe, now: float) -> int:
+def _checked_upto(client: CandleClient, tf: Timeframe, now: float) -> int:
     """The newest bucket that had closed when we asked, by both clocks (the exchange's may
     lag: it cannot have had buckets that had not closed for it; see `clock.closed_before`)."""
     judged = client.last_server_time or now
@@ -145,7 +145,7 @@ def _checked_upto(client: CoinbaseClient, tf: Timeframe, now: float) -> int:
 
 
 def _fetch_newest(
-    series: Series, client: CoinbaseClient, n: int, now: float, four_hour, out: Outcome
+    series: Series, client: CandleClient, n: int, now: float, four_hour, out: Outcome
 ) -> list[Candle]:
     """The newest n closed candles, looking further back a page at a time through gaps.
 
@@ -171,7 +171,7 @@ def _fetch_newest(
 
 def _fetch(
     series: Series,
-    client: CoinbaseClient,
+    client: CandleClient,
     start: int,
     end: float,
     four_hour,
@@ -192,7 +192,7 @@ def _fetch(
 
 
 def _derive_4h(
-    series: Series, client: CoinbaseClient, start: int, end: float, out: Outcome
+    series: Series, client: CandleClient, start: int, end: float, out: Outcome
 ) -> list[Candle]:
     """4h from 1h: only 4h buckets whose whole span was fetched and has closed."""
     out.derived = True

@@ -16,13 +16,17 @@ import redis
 from core import keys
 from core.credentials import budget_name
 from core.errors import InvalidInput
+from core.exchanges import EXCHANGES, exchange
 from core.run import RunStore
 from core.series import Series
 from core.settings import Settings, load_settings
+from workers.binance.api import BinanceApi
 from workers.breaker import Breaker
 from workers.budget import FleetBudget
 from workers.cache import CandleCache
-from workers.coinbase.client import CoinbaseClient
+from workers.coinbase.api import CoinbaseApi
+from workers.exchange.api import ExchangeApi
+from workers.exchange.client import CandleClient
 
 log = logging.getLogger("backfill.worker")
 
@@ -57,36 +61,57 @@ class WorkerResources:
         except InvalidInput as e:  # every task fails with this reason; nothing is fetched
             log.error("worker configuration is invalid: %s", e)
             self.config_error, creds = e, None
-        budget = budget_name(creds.name if creds else None)
-        self.breaker = Breaker(
-            self.broker,
-            budget,
-            failures=s.backfill_breaker_failures,
-            cooldown_s=s.backfill_breaker_cooldown_s,
+        coinbase = CoinbaseApi(s.coinbase_api_base_url, creds, s.backfill_request_cap)
+        binance_rate = s.binance_fleet_rate()
+        binance = BinanceApi(
+            s.binance_weight_limit, binance_rate * 60 * EXCHANGES["binance"].request_weight
         )
-        self.budget = FleetBudget(
+        self._exchanges = {
+            "coinbase": self._parts(
+                coinbase, s.coinbase_api_base_url, budget_name(coinbase.signed_by), s.fleet_rate()
+            ),
+            "binance": self._parts(binance, s.binance_api_base_url, "binance", binance_rate),
+        }
+        self.client, self.budget, self.breaker = self._exchanges["coinbase"]
+        self.cache_redis = redis.Redis.from_url(s.cache_url, socket_timeout=10)
+        self._caches: dict[tuple[int, int], CandleCache] = {}
+        self._pid = os.getpid()
+
+    def _parts(
+        self, api: ExchangeApi, base_url: str, budget: str, rate: float
+    ) -> tuple[CandleClient, FleetBudget, Breaker]:
+        """One exchange's client, fleet budget and breaker (one budget per key or IP)."""
+        s = self.settings
+        fleet = FleetBudget(
             self.broker,
             budget,
-            s.fleet_rate(),
+            rate,
             # A task waiting for a budget slot holds its message: give up (and retry) first.
             max_wait_s=max(2.0, min(30.0, s.backfill_visibility_timeout_s / 3)),
             max_reset_s=s.backfill_max_reset_s,
         )
         timeout = s.backfill_request_timeout_s
-        self.client = CoinbaseClient(
-            s.coinbase_api_base_url,
-            creds,
-            cap=s.backfill_request_cap,
-            budget=self.budget,
+        client = CandleClient(
+            api,
+            base_url,
+            budget=fleet,
             timeout=(min(3.05, timeout), timeout),
             deadline_s=s.backfill_request_deadline_s,
             max_body_bytes=s.backfill_max_body_bytes,
             max_reset_s=s.backfill_max_reset_s,
             max_skew_s=s.backfill_max_clock_skew_s,
         )
-        self.cache_redis = redis.Redis.from_url(s.cache_url, socket_timeout=10)
-        self._caches: dict[tuple[int, int], CandleCache] = {}
-        self._pid = os.getpid()
+        breaker = Breaker(
+            self.broker,
+            budget,
+            failures=s.backfill_breaker_failures,
+            cooldown_s=s.backfill_breaker_cooldown_s,
+        )
+        return client, fleet, breaker
+
+    def exchange(self, name: str) -> tuple[CandleClient, FleetBudget, Breaker]:
+        """The client, budget and breaker of the exchange a job names."""
+        return self._exchanges[exchange(name).name]
 
     def keeper_lag(self, series: Series, boundary_ms: int | None, newest_ts: int) -> None:
         """Record how long after its bucket closed the newest candle was cached

@@ -27,6 +27,7 @@ from core.run import RunRecord, RunStore
 from core.series import Series
 from core.summary import summarize
 from core.text import clean_text
+from workers import derive
 from workers.breaker import counts_against_exchange
 from workers.cache import ANNOUNCE_NEW, ANNOUNCE_NEWEST
 from workers.fetch import FetchOptions, FourHourMemory, fill_series
@@ -64,16 +65,28 @@ def refresh_series(self: Task, job: dict, auth_retried: bool = False, **_waits) 
     task to claim it runs, a duplicate (a second beat, a redelivered fan-out) returns at
     once, and a redelivery of this same task (its worker died) runs again. A run's top-up
     (`run_id`) records the outcome in that run.
+
+    The finest timeframe's refresh then derives the longer timeframes of its close
+    (`derive`, workers/derive.py): their rows are in the result's `derive`. A `check`
+    compares one derived bucket with the exchange's own (the audit) and writes nothing
+    unless they differ.
     """
     refresh = RefreshJob.from_message(job)
     series = series_of(refresh)
     res = resources.get()
+    if refresh.check:
+        return derive.audit(res, refresh)
     if refresh.boundary_ms is not None and not _claim(res, refresh, self.request.id):
         return {"series": series.name, "status": "duplicate"}
     outcome = _fill(self, refresh, auth_retried)
     if outcome.status == "ok" and outcome.newest_ts is not None:
         res.keeper_lag(series, refresh.boundary_ms, outcome.newest_ts)
-    return outcome.to_dict()
+    if refresh.boundary_ms is not None:
+        derive.count_refresh(res.broker, refresh.boundary_ms, outcome.requests)
+    result = outcome.to_dict()
+    if refresh.derive:
+        result["derive"] = derive.derive_after(res, refresh, outcome, self.request.id)
+    return result
 
 
 def _claim(res, job: RefreshJob, task_id: str | None) -> bool:
@@ -88,14 +101,15 @@ def _fill(task: Task, job: Job, auth_retried: bool) -> Outcome:
     res = resources.get()
     series, retries = series_of(job), task.request.retries
     refresh = isinstance(job, RefreshJob)
+    client, budget, breaker = res.exchange(job.options.exchange)
     try:
-        if res.config_error is not None:
-            raise res.config_error
-        res.breaker.check(job.symbol, job.timeframe)
-        with res.budget.using_reserve(job.live):
+        if res.config_error is not None and job.options.exchange == "coinbase":
+            raise res.config_error  # the Coinbase key is unusable: nothing is fetched
+        breaker.check(job.symbol, job.timeframe)
+        with budget.using_reserve(job.live):
             outcome = fill_series(
                 series,
-                res.client,
+                client,
                 res.cache(job.options.user_id, job.options.exchange_id),
                 FetchOptions(
                     candle_count=job.options.candle_count,
@@ -105,7 +119,7 @@ def _fill(task: Task, job: Job, auth_retried: bool) -> Outcome:
                 ),
                 RunFourHourMemory(res.runs, job.run_id) if job.run_id else None,
             )
-        res.breaker.success()
+        breaker.success()
     except Exception as e:  # the decision (workers/retry.py) says what each error means
         outcome = _failed(task, job, series, e, auth_retried)
     outcome.retries = retries
@@ -139,17 +153,18 @@ def _failed(task: Task, job: Job, series: Series, e: Exception, auth_retried: bo
     Waits on the open breaker (`circuit_waits`) and the series' own last exchange error
     (`last_error`) travel in the retry's kwargs (`**_waits` of the tasks)."""
     res = resources.get()
+    _, budget, breaker = res.exchange(job.options.exchange)
     retries = task.request.retries
     carried = task.request.kwargs or {}
     waits = int(carried.get("circuit_waits") or 0)
     last_error = last_exchange_error(e, carried.get("last_error"))
     if counts_against_exchange(e):
-        res.breaker.failure(series.name)
+        breaker.failure(series.name)
     decision = decide(
         e,
         retries - waits,  # waits on the breaker are not the series' retries
         RetryPolicy(task.max_retries, res.retry_max_s),
-        throttled=res.budget.recently_throttled(),
+        throttled=budget.recently_throttled(),
         auth_retried=auth_retried,
         circuit_waits=waits,
     )

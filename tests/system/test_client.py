@@ -160,7 +160,7 @@ def test_product_id_checked_before_any_url_is_built(sim, client, bad):
 
 def test_sdk_style_https_host_is_signed_as_api_coinbase_com(key_file):
     client = CoinbaseClient("https://api.coinbase.com", read_key_file(key_file))
-    assert client._signed_host == "api.coinbase.com"
+    assert client.api._signed_host == "api.coinbase.com"
     assert isinstance(client.session, requests.Session)
 
 

@@ -12,8 +12,8 @@ import redis
 from core.credentials import read_key_file
 from core.timeframe import timeframe
 from workers.budget import FleetBudget
-from workers.coinbase import clock
 from workers.coinbase.client import CoinbaseClient
+from workers.exchange import clock
 
 H1 = timeframe("1h")
 

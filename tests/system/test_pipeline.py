@@ -167,8 +167,8 @@ def test_redispatch_one_member_per_timestamp_and_no_requests(
         (["--symbols", "BTC-USD,BTC-USD/../accounts"], "BTC-USD/../accounts"),
         (["--symbols", "btc usd"], "btc usd"),
         (["--symbols", ","], "empty"),
-        (["--candle-count", "0"], "candle count 0"),
-        (["--candle-count", "10000"], "candle count 10000"),
+        (["--candle-count", "0"], "candle_count 0"),
+        (["--candle-count", "10000"], "candle_count 10000"),
     ],
 )
 def test_bad_input_enqueues_nothing(rclient, redis_url, args, needle):

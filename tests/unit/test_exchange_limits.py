@@ -9,7 +9,7 @@ from core.freshness import CachedState, fresh_outcome
 from core.series import Series
 from core.settings import load_settings
 from workers.cache import MemoryCandleStore
-from workers.coinbase import clock
+from workers.exchange import clock
 
 NOW = 1_700_000_000.0
 

@@ -29,7 +29,7 @@ def test_messages_carry_nothing_but_the_contract():
     job = SeriesJob("r1", "BTC-USD", "5m", BackfillConfig().job_options())
     assert set(job.to_message()) == {
         "run_id", "symbol", "timeframe", "full", "live",
-        "candle_count", "min_candles", "user_id", "exchange_id",
+        "candle_count", "min_candles", "user_id", "exchange_id", "exchange",
     }  # fmt: skip
 
 

@@ -28,7 +28,8 @@ from core.jsnum import NumberTextError, js_decimal, js_integer, js_json, js_json
 from core.member import validate_member
 from core.series import Series
 from core.timeframe import timeframe
-from workers.coinbase.rows import BadRows, candle_rows, select, start_of
+from workers.coinbase.rows import BadRows, candle_rows
+from workers.exchange.rows import select, start_of
 
 NODE = shutil.which("node")
 needs_node = pytest.mark.skipif(NODE is None, reason="node is not installed: no JS oracle")

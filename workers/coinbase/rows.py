@@ -1,4 +1,5 @@
-"""What a candles answer may contain: its JSON shape, then which rows we asked for.
+"""What a Coinbase candles answer may contain: its JSON shape (rows are then checked
+below the seam, workers/exchange/rows.py).
 
 Each rule turns a bad answer into a `BadRows` with a name (the client makes it an
 `InvalidResponse`), never a `TypeError` deep in parsing: the exchange, a proxy or an
@@ -9,16 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from core.candle import Candle, parse_candle
-from core.errors import ExchangeError
-from core.jsnum import js_integer, js_json_loads
-from core.timeframe import Timeframe
+from core.jsnum import js_json_loads
+from workers.exchange.rows import FIELDS, BadRows
 
-FIELDS = ("start", "low", "high", "open", "close", "volume")
-
-
-class BadRows(ValueError):
-    """The answer is not the candles asked for; the message names what is wrong."""
+__all__ = ["BadRows", "candle_rows"]
 
 
 def _kind(value: object) -> str:
@@ -48,53 +43,3 @@ def candle_rows(body: bytes) -> list[Mapping[str, object]]:
             if not isinstance(value, (str, int, float)) or isinstance(value, bool):
                 raise BadRows(f"candle #{i}: '{name}' is a JSON {_kind(value)}")
     return rows
-
-
-def start_of(row: Mapping[str, object]) -> int:
-    try:
-        return js_integer(str(row["start"]))
-    except ValueError:
-        raise BadRows(f"candle start {str(row['start'])[:40]!r} is not an integer") from None
-
-
-def select(
-    rows: list[Mapping[str, object]],
-    tf: Timeframe,
-    start: int,
-    end: int,
-    *,
-    now: float,
-    closed_before: float,
-    newest: int | None = None,
-) -> list[Candle]:
-    """The candles asked for, oldest first, one per bucket.
-
-    Rows outside [start, end] or after our clock's current bucket were not asked for and are
-    dropped before anything is chosen; identical duplicates collapse, and two different rows
-    for one bucket make the whole answer invalid. With `newest`, only the newest are parsed.
-    """
-    current = tf.floor(int(now))
-    by_start: dict[int, Mapping[str, object]] = {}
-    for row in rows:
-        s = start_of(row)
-        if not (start <= s <= end) or s > current:
-            continue
-        old = by_start.get(s)
-        if (
-            old is not None
-            and any(str(old[f]) != str(row[f]) for f in FIELDS)
-            and _parse(old, tf, closed_before) != _parse(row, tf, closed_before)
-        ):
-            raise BadRows(f"two different candles for bucket {s}")
-        by_start[s] = row
-    starts = sorted(by_start)
-    if newest is not None:
-        starts = starts[-newest:]
-    return [_parse(by_start[s], tf, closed_before) for s in starts]
-
-
-def _parse(row: Mapping[str, object], tf: Timeframe, closed_before: float) -> Candle:
-    try:
-        return parse_candle(row, tf, closed_before)
-    except ExchangeError as e:
-        raise BadRows(str(e)) from None

@@ -1,14 +1,14 @@
-"""The candle client: paginated, validated, budgeted requests to Coinbase Advanced Trade.
+"""The candle client: paginated, validated, budgeted requests to any exchange.
 
-Every HTTP request takes a token from the fleet budget first, so adding workers never
-adds load on the exchange. Responses become `Candle`s or one exception of the tree in
-`core.errors`, each naming product, timeframe and status.
+Every HTTP request takes a slot of the fleet budget first, so adding workers never adds
+load on the exchange. Responses become `Candle`s or one exception of the tree in
+`core.errors`, each naming product, timeframe and status. What differs between exchanges
+(paths, row shape, throttling answers) is the `ExchangeApi` given (workers/exchange/api.py).
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import threading
 import time
 from typing import Protocol
@@ -16,23 +16,15 @@ from urllib.parse import urlsplit
 
 import requests
 
+from core import defaults
 from core.candle import Candle, merge
-from core.credentials import Credentials
-from core.errors import (
-    AuthError,
-    BadRequest,
-    ExchangeError,
-    InvalidResponse,
-    NotFound,
-    RateLimited,
-    TransientError,
-)
-from core.series import validate_product_id
+from core.errors import ExchangeError, InvalidResponse, TransientError
+from core.exchanges import validate_symbol
 from core.text import clean_text
 from core.timeframe import Timeframe
-from workers.coinbase import clock, rows
-from workers.coinbase.auth import build_jwt
-from workers.coinbase.body import (
+from workers.exchange import clock, rows
+from workers.exchange.api import ExchangeApi
+from workers.exchange.body import (
     BodyError,
     Deadline,
     SendCancelled,
@@ -40,9 +32,6 @@ from workers.coinbase.body import (
     read_body,
 )
 
-PRIVATE_PATH = "/api/v3/brokerage/products/{product_id}/candles"
-PUBLIC_PATH = "/api/v3/brokerage/market/products/{product_id}/candles"
-SIGNED_HOST = "api.coinbase.com"
 STALE_SLOTS_MAX = 3  # send slots a request may let go stale before it sends regardless
 ERROR_BODY_BYTES = 16 * 1024  # of an error answer: enough for its message, which is cut anyway
 
@@ -56,31 +45,32 @@ class RequestBudget(Protocol):
 
     def counted(self, used: int, limit: int) -> None: ...
 
+    def crowded(self) -> None: ...
+
+    def banned(self, seconds: float) -> None: ...
+
     def confirm(self, final: bool = False) -> bool: ...
 
 
-class CoinbaseClient:
-    """Fetches candles for any span; one instance per worker process, reused across tasks."""
+class CandleClient:
+    """Fetches candles for any span; one instance per worker process and exchange, reused
+    across tasks."""
 
     def __init__(
         self,
+        api: ExchangeApi,
         base_url: str,
-        credentials: Credentials | None = None,
         *,
-        cap: int = 300,
         budget: RequestBudget | None = None,
-        timeout: tuple[float, float] = (3.05, 10.0),
+        timeout: tuple[float, float] = (3.05, defaults.REQUEST_TIMEOUT_S),
         session: requests.Session | None = None,
-        deadline_s: float = 15.0,
-        max_body_bytes: int = 2 * 1024 * 1024,
-        max_reset_s: float = 60.0,
-        max_skew_s: float = 30.0,
+        deadline_s: float = defaults.REQUEST_DEADLINE_S,
+        max_body_bytes: int = defaults.MAX_BODY_BYTES,
+        max_reset_s: float = defaults.MAX_RESET_S,
+        max_skew_s: float = defaults.MAX_CLOCK_SKEW_S,
     ) -> None:
-        if not 2 <= cap <= 350:
-            raise ValueError(f"request cap {cap} must be between 2 and 350")
+        self.api = api
         self.base_url = base_url.rstrip("/")
-        self.credentials = credentials
-        self.cap = cap
         self.budget = budget
         self.timeout = timeout
         self.deadline_s = deadline_s
@@ -89,9 +79,10 @@ class CoinbaseClient:
         self.max_skew_s = max_skew_s
         self._session = session
         self._local = threading.local()  # one session and counters per thread (threads pool)
-        host = urlsplit(self.base_url).netloc
-        # Real Coinbase signs the canonical host; a simulator accepts either.
-        self._signed_host = SIGNED_HOST if host.endswith("coinbase.com") else host
+
+    @property
+    def cap(self) -> int:
+        return self.api.cap
 
     @property
     def session(self) -> requests.Session:
@@ -110,12 +101,8 @@ class CoinbaseClient:
         the exchange's `Date` (never ahead of ours)."""
         return getattr(self._local, "server_time", None)
 
-    @property
-    def public(self) -> bool:
-        return self.credentials is None
-
     def __repr__(self) -> str:
-        return f"CoinbaseClient({self.base_url!r}, {self.credentials!r}, cap={self.cap})"
+        return f"{type(self).__name__}({self.base_url!r}, {self.api!r})"
 
     def get_candles(
         self,
@@ -132,7 +119,7 @@ class CoinbaseClient:
         is the same whether the exchange treats `end` as inclusive or exclusive. With
         `newest`, a one-page span keeps (and parses) only its newest `newest` candles.
         """
-        validate_product_id(product_id)
+        validate_symbol(product_id, self.api.name)
         g = timeframe.seconds
         first, last = timeframe.floor(int(start)), timeframe.floor(int(end))
         if last < first:
@@ -162,22 +149,18 @@ class CoinbaseClient:
         newest: int | None = None,
     ) -> list[Candle]:
         """One request: at most `cap` buckets of span (only the `newest` candles parsed)."""
-        validate_product_id(product_id)
+        validate_symbol(product_id, self.api.name)
         if (end - start) // timeframe.seconds >= self.cap:
             raise ValueError(f"span {start}..{end} exceeds {self.cap} {timeframe.name} buckets")
-        template = PUBLIC_PATH if self.public else PRIVATE_PATH
-        path = template.format(product_id=product_id)
+        req = self.api.request(product_id, timeframe, start, end)
         headers = {
             "Accept": "application/json",
             "Accept-Encoding": "gzip, deflate",
             "User-Agent": "candle-backfill/0.1",
+            **req.headers,
         }
-        if self.credentials is not None:
-            token = build_jwt(self.credentials, "GET", self._signed_host, path)
-            headers["Authorization"] = f"Bearer {token}"
-        params = {"start": str(start), "end": str(end), "granularity": timeframe.granularity}
         where = {"product": product_id, "timeframe": timeframe.name}
-        query = (path, params, headers, where)
+        query = (req.path, req.params, headers, where)
         stale_slots = 0
         while True:
             if self.budget is not None:
@@ -219,7 +202,7 @@ class CoinbaseClient:
                 try:
                     body = read_body(resp, self.max_body_bytes, deadline)
                     found = rows.select(
-                        rows.candle_rows(body), timeframe, start, end,
+                        self.api.rows(body, timeframe), timeframe, start, end,
                         now=now, closed_before=closed_before, newest=newest,
                     )  # fmt: skip
                 except (BodyError, rows.BadRows) as e:
@@ -231,17 +214,12 @@ class CoinbaseClient:
         return found
 
     def _feedback(self, resp: requests.Response) -> None:
-        """The exchange's own count of our key's window (private endpoints send it): the
-        budget slows the fleet when the exchange sees more than the budget planned, which
-        happens when sends bunch on the way (a stalled host, a queue in a proxy) or when
-        another client uses the same key, before it turns into 429s."""
+        """The exchange's own count of our requests: the budget slows the fleet when the
+        exchange sees more than the budget planned (sends bunched on the way, or another
+        client on the same key or IP), before that turns into 429s."""
         if self.budget is None or resp.status_code == 429:
             return  # a 429 slows the fleet on its own (`_error`)
-        count = clock.window_count(
-            resp.headers.get("x-ratelimit-limit"), resp.headers.get("x-ratelimit-remaining")
-        )
-        if count is not None:
-            self.budget.counted(*count)
+        self.api.feedback(resp.headers, self.budget)
 
     def _send(
         self, path: str, params: dict, headers: dict, deadline: Deadline, where: dict
@@ -253,7 +231,7 @@ class CoinbaseClient:
                 headers=headers,
                 timeout=self.timeout,
                 stream=True,
-                allow_redirects=False,  # Coinbase does not redirect candles: never follow
+                allow_redirects=False,  # no exchange redirects candles: never follow
             )
         except requests.RequestException as e:
             if deadline.expired:
@@ -273,30 +251,4 @@ class CoinbaseClient:
         except BodyError as e:
             raw = clean_text(e).encode()
         text = raw[:4096].decode("utf-8", "replace")
-        detail = text
-        try:
-            body = json.loads(text)
-            if isinstance(body, dict):
-                detail = str(body.get("error_details") or body.get("message") or text)
-        except (ValueError, RecursionError):
-            pass
-        detail = clean_text(detail, 200)
-        if status == 429:
-            reset = clock.reset_after(
-                resp.headers.get("x-ratelimit-reset") or resp.headers.get("Retry-After"),
-                time.time(),
-                self.max_reset_s,
-            )
-            if self.budget is not None:
-                self.budget.throttled(reset)
-            html = "HTML " if text.lstrip().startswith("<") else ""
-            return RateLimited(
-                f"rate limited ({html}429)", reset_after=reset, status=status, **where
-            )
-        if status in (401, 403):
-            return AuthError("the exchange refused the API key or token", status=status, **where)
-        if status == 404:
-            return NotFound(f"unknown product ({detail})", status=status, **where)
-        if status == 400:
-            return BadRequest(f"bad request ({detail})", detail=detail, status=status, **where)
-        return TransientError(f"exchange error ({clean_text(text, 80)})", status=status, **where)
+        return self.api.error(status, text, resp.headers, self.budget, self.max_reset_s, where)

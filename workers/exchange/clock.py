@@ -57,7 +57,7 @@ def _log_skew(skew: float, host: str) -> None:
     )
 
 
-def _ascii_number(text: str) -> str:
+def plain_number(text: str) -> str:
     """Python's `float`/`int` also take `1_5` and non-ASCII digits; the exchange's
     JavaScript-era headers never mean those (JavaScript's `Number("1_5")` is NaN)."""
     if not text.isascii() or "_" in text:
@@ -75,7 +75,7 @@ def reset_after(value: str | None, now: float, max_s: float) -> float | None:
         return None
     text = value.strip()[:64]
     try:
-        x = float(_ascii_number(text))
+        x = float(plain_number(text))
     except ValueError:
         at = http_date(text)
         if at is None:
@@ -96,8 +96,8 @@ def window_count(limit: str | None, remaining: str | None) -> tuple[int, int] | 
     `x-ratelimit-remaining`; None unless both are sane small integers (hostile headers
     are ignored, never trusted to slow the fleet to nothing)."""
     try:
-        lim = int(_ascii_number(str(limit).strip()[:12]))
-        rem = int(_ascii_number(str(remaining).strip()[:12]))
+        lim = int(plain_number(str(limit).strip()[:12]))
+        rem = int(plain_number(str(remaining).strip()[:12]))
     except ValueError:
         return None
     if not (0 < lim <= 100_000 and 0 <= rem <= lim):

@@ -1,8 +1,8 @@
-"""What a candles answer may contain: its JSON shape, then which rows we asked for.
+"""Which rows of an answer we asked for, checked the same way on every exchange.
 
-Each rule turns a bad answer into a `BadRows` with a name (the client makes it an
-`InvalidResponse`), never a `TypeError` deep in parsing: the exchange, a proxy or an
-attacker on the path can send any JSON at all.
+An exchange module turns its body into rows (`{"start", "low", "high", "open", "close",
+"volume"}`, text as sent); from there each rule turns a bad answer into a `BadRows` with a
+name (the client makes it an `InvalidResponse`), never a `TypeError` deep in parsing.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from core.candle import Candle, parse_candle
 from core.errors import ExchangeError
-from core.jsnum import js_integer, js_json_loads
+from core.jsnum import js_integer
 from core.timeframe import Timeframe
 
 FIELDS = ("start", "low", "high", "open", "close", "volume")
@@ -19,35 +19,6 @@ FIELDS = ("start", "low", "high", "open", "close", "volume")
 
 class BadRows(ValueError):
     """The answer is not the candles asked for; the message names what is wrong."""
-
-
-def _kind(value: object) -> str:
-    return "null" if value is None else type(value).__name__
-
-
-def candle_rows(body: bytes) -> list[Mapping[str, object]]:
-    """The rows of a `{"candles": [{...}, ...]}` body, each an object with every field."""
-    try:
-        doc = js_json_loads(body)  # NaN/Infinity, as JSON.parse: not JSON
-    except RecursionError:
-        raise BadRows("JSON nested too deeply") from None
-    except ValueError as e:  # UnicodeDecodeError and JSONDecodeError included
-        raise BadRows(f"body is not JSON ({type(e).__name__})") from None
-    if not isinstance(doc, dict):
-        raise BadRows(f"body is a JSON {_kind(doc)}, not an object")
-    if "candles" not in doc:
-        raise BadRows("body has no 'candles'")
-    rows = doc["candles"]
-    if not isinstance(rows, list):
-        raise BadRows(f"'candles' is a JSON {_kind(rows)}, not a list")
-    for i, row in enumerate(rows):
-        if not isinstance(row, dict):
-            raise BadRows(f"candle #{i} is a JSON {_kind(row)}, not an object")
-        for name in FIELDS:
-            value = row.get(name)
-            if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-                raise BadRows(f"candle #{i}: '{name}' is a JSON {_kind(value)}")
-    return rows
 
 
 def start_of(row: Mapping[str, object]) -> int:
