@@ -20,8 +20,26 @@ from core.text import split_names
 EXIT_BAD_INPUT = 2
 
 
-def _config(args, settings):
-    config = settings.backfill_config()
+def _configs(args, settings) -> list:
+    """One validated config per exchange the run serves (--exchanges, else
+    BACKFILL_EXCHANGES), the command line's overrides applied to each."""
+    from core.errors import InvalidInput
+
+    names = settings.exchanges()
+    if getattr(args, "exchanges", None):
+        names = list(dict.fromkeys(split_names(args.exchanges)))
+        settings = settings.model_copy(update={"backfill_exchanges": ",".join(names)})
+        names = settings.exchanges()  # unknown names: InvalidInput naming them
+    if getattr(args, "symbols", None) is not None and len(names) > 1:
+        raise InvalidInput(
+            "--symbols names one exchange's symbols: with several exchanges set "
+            "BACKFILL_SYMBOLS (Coinbase) and BINANCE_SYMBOLS instead"
+        )
+    return [_config(args, settings, n) for n in names]
+
+
+def _config(args, settings, exchange_name: str | None = None):
+    config = settings.backfill_config(exchange_name)
     if getattr(args, "symbols", None) is not None:
         config = replace(config, symbols=tuple(split_names(args.symbols)))
     if getattr(args, "timeframes", None) is not None:
@@ -43,8 +61,7 @@ def cmd_dispatch(args, settings) -> int:
     from backfill.dispatch import dispatch
     from backfill.progress import watch_with_bar
 
-    config = _config(args, settings)
-    d = dispatch(config, redis_url=settings.redis_url, settings=settings)
+    d = dispatch(_configs(args, settings), redis_url=settings.redis_url, settings=settings)
     if not args.wait:
         print(json.dumps({"run_id": d.run_id, "series_total": d.total}) if args.json else d.run_id)
         return 0
@@ -126,8 +143,8 @@ def cmd_indicators(args, settings) -> int:
         print(f"run {result.run_id}: gate not open (timeout)", file=sys.stderr)
         return 1
     run = RunStore(client).meta(result.run_id)
-    config = run.config if run else settings.backfill_config()
-    rows = indicator_rows(client, config, result.summary)
+    configs = run.configs if run else settings.backfill_configs()
+    rows = [row for c in configs for row in indicator_rows(client, c, result.summary)]
     if args.json:
         print(json.dumps(rows))
     else:
@@ -138,7 +155,7 @@ def cmd_indicators(args, settings) -> int:
 def cmd_demo(args, settings, simulate: bool = True) -> int:
     from backfill.demo import StackOptions, run_stack
 
-    config = _config(args, settings)
+    configs = _configs(args, settings)
     opts = StackOptions(
         simulate=simulate,
         workers=args.workers,
@@ -147,7 +164,7 @@ def cmd_demo(args, settings, simulate: bool = True) -> int:
         timeout=args.timeout,
         keep_fresh=args.keep_fresh,
     )
-    return run_stack(settings, config, opts)
+    return run_stack(settings, configs, opts)
 
 
 def cmd_health(args, settings) -> int:
@@ -174,6 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     def run_args(sp, wait_default=600.0):
+        sp.add_argument(
+            "--exchanges",
+            "--exchange",
+            help="comma-separated: coinbase, binance or both (default: BACKFILL_EXCHANGES)",
+        )
         sp.add_argument("--symbols", help="comma-separated product ids (default: BACKFILL_SYMBOLS)")
         sp.add_argument(
             "--timeframes", help="comma-separated, e.g. 5m,1h (default: BACKFILL_TIMEFRAMES)"

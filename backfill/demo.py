@@ -1,8 +1,9 @@
 """`backfill demo` / `backfill run`: the whole system in one command on a bare machine.
 
-Starts what is missing (embedded Redis unless REDIS_URL is set; for the demo, the Coinbase
-simulator and a key it minted), two worker processes, dispatches, shows progress, waits
-for the gate, prints a summary, and stops everything it started.
+Starts what is missing (embedded Redis unless REDIS_URL is set; for the demo, a simulator
+per exchange: Coinbase with a key it minted, Binance public), two worker processes,
+dispatches one run over every exchange, shows progress, waits for the gate, prints a
+summary, and stops everything it started.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ class StackOptions:
     worker_env: dict = field(default_factory=dict)
 
 
-def run_stack(settings: Settings, config: BackfillConfig, opts: StackOptions) -> int:
+def run_stack(
+    settings: Settings, configs: BackfillConfig | list[BackfillConfig], opts: StackOptions
+) -> int:
     """Run the job end to end; returns the gate's exit code (0 ready, 3 not ready, 1 timeout)."""
     from rich.console import Console
 
@@ -44,9 +47,11 @@ def run_stack(settings: Settings, config: BackfillConfig, opts: StackOptions) ->
     from backfill.report import print_summary
 
     console = Console(stderr=True)
-    config = config.validated()  # bad input fails before anything starts
-    if not opts.simulate:
-        preflight(settings, config)
+    configs = [c.validated() for c in (configs if isinstance(configs, list) else [configs])]
+    config = configs[0]  # bad input fails before anything starts
+    names = [c.exchange for c in configs]
+    if not opts.simulate and "coinbase" in names:
+        preflight(settings, next(c for c in configs if c.exchange == "coinbase"))
     workdir = Path(tempfile.mkdtemp(prefix="backfill-"))
     stack = contextlib.ExitStack()
     keep = opts.keep
@@ -62,19 +67,26 @@ def run_stack(settings: Settings, config: BackfillConfig, opts: StackOptions) ->
         use_redis(redis_url)
         client = check_redis(redis_url)
         # the run's series for the keeper too (its fan-out reads them in the workers)
-        env = {"REDIS_URL": redis_url, **config_env(config), **opts.worker_env}
-        sim = None
+        env = {"REDIS_URL": redis_url, **config_env(configs), **opts.worker_env}
+        sims = {}
         if opts.simulate:
             from coinbase_sim.keys import write_key_file
             from coinbase_sim.process import SimProcess
 
             key_file = workdir / "cdp_api_key.json"
             write_key_file(key_file, "ec")
-            sim = SimProcess(port=0, key_files=[str(key_file)], **opts.sim_args)  # started
-            if not keep:
-                stack.callback(sim.stop)
-            console.print(f"[dim]Coinbase simulator at {sim.url}[/dim]")
-            env.update({"COINBASE_API_BASE_URL": sim.url, "COINBASE_API_KEY_FILE": str(key_file)})
+            for name in names:
+                extra = {"exchange": "binance"} if name == "binance" else {}
+                sim = SimProcess(port=0, key_files=[str(key_file)], **extra, **opts.sim_args)
+                sims[name] = sim
+                if not keep:
+                    stack.callback(sim.stop)
+                console.print(f"[dim]{name} simulator at {sim.url}[/dim]")
+            if "coinbase" in sims:
+                env.update({"COINBASE_API_BASE_URL": sims["coinbase"].url,
+                            "COINBASE_API_KEY_FILE": str(key_file)})  # fmt: skip
+            if "binance" in sims:
+                env["BINANCE_API_BASE_URL"] = sims["binance"].url
         workers = [
             WorkerProcess(
                 env,
@@ -89,16 +101,17 @@ def run_stack(settings: Settings, config: BackfillConfig, opts: StackOptions) ->
             stack.callback(w.stop)
         wait_for_workers(app, opts.workers)
         t0 = time.monotonic()
-        dispatched = dispatch(config, redis_url=redis_url)
+        dispatched = dispatch(configs, redis_url=redis_url, settings=_with(settings, env))
         result = watch_with_bar(client, dispatched.run_id, opts.timeout)
         elapsed = time.monotonic() - t0
         summary = result.summary or {}
-        stats = sim.stats() if sim else {}
+        stats = {name: sim.stats() for name, sim in sims.items()}
         print_summary(console, summary, dispatched.total, elapsed)
         if summary and not opts.json_out:
             from backfill.indicators import indicator_rows, print_indicators
 
-            print_indicators(console, indicator_rows(client, config, summary))
+            rows = [r for c in configs for r in indicator_rows(client, c, summary)]
+            print_indicators(console, rows)
         if keep:
             console.print(f"[dim]kept running: Redis {redis_url}; logs in {workdir}[/dim]")
         record = {
@@ -107,8 +120,11 @@ def run_stack(settings: Settings, config: BackfillConfig, opts: StackOptions) ->
             "series_ok": summary.get("completed", 0) - len(summary.get("failed", [])),
             "series_ready": len(summary.get("ready", [])),
             "series_failed": len(summary.get("failed", [])),
-            "requests": stats.get("requests_total", summary.get("requests", 0)),
-            "responses_429": stats.get("responses_by_status", {}).get("429", 0),
+            "requests": sum(s.get("requests_total", 0) for s in stats.values())
+            if stats
+            else summary.get("requests", 0),
+            "responses_429": sum(_status_count(s, "429") for s in stats.values()),
+            "exchanges": {name: _exchange_record(name, summary, stats) for name in names},
             "elapsed_s": round(elapsed, 3),
             "gate_open": result.summary is not None,
             "status": summary.get("status", "timeout"),
@@ -124,16 +140,51 @@ def run_stack(settings: Settings, config: BackfillConfig, opts: StackOptions) ->
         stack.close()
 
 
-def config_env(config: BackfillConfig) -> dict[str, str]:
+def config_env(configs: BackfillConfig | list[BackfillConfig]) -> dict[str, str]:
     """The run's settings as the environment of the processes we start."""
-    return {
-        "BACKFILL_SYMBOLS": ",".join(config.symbols),
+    configs = configs if isinstance(configs, list) else [configs]
+    config = configs[0]
+    env = {
+        "BACKFILL_EXCHANGES": ",".join(c.exchange for c in configs),
         "BACKFILL_TIMEFRAMES": ",".join(config.timeframes),
         "BACKFILL_CANDLE_COUNT": str(config.candle_count),
         "BACKFILL_MIN_CANDLES": str(config.min_candles),
         "BACKFILL_USER_ID": str(config.user_id),
-        "BACKFILL_EXCHANGE_ID": str(config.exchange_id),
     }
+    for c in configs:
+        prefix = "BACKFILL" if c.exchange == "coinbase" else c.exchange.upper()
+        env[f"{prefix}_SYMBOLS"] = ",".join(c.symbols)
+        env[f"{prefix}_EXCHANGE_ID"] = str(c.exchange_id)
+    return env
+
+
+def _with(settings: Settings, env: dict[str, str]) -> Settings:
+    """These settings as the started processes see them (simulator URLs, key, exchanges):
+    the dispatcher then names the same fleet budgets as the workers."""
+    fields = {k.lower(): v for k, v in env.items() if k.lower() in Settings.model_fields}
+    return Settings.model_validate({**settings.model_dump(), **fields})
+
+
+def _exchange_record(name: str, summary: dict, stats: dict) -> dict:
+    """One exchange's figures in `--json`: the gate's counts and its simulator's."""
+    sim = stats.get(name, {})
+    out = {
+        **summary.get("exchanges", {}).get(name, {}),
+        "requests": sim.get("requests_total"),
+        "responses_429": _status_count(sim, "429"),
+    }
+    if name == "binance" and sim:
+        out.update(responses_418=_status_count(sim, "418"), max_weight_in_any_60s=_max_weight(sim))
+    return out
+
+
+def _status_count(stats: dict, status: str) -> int:
+    return int(stats.get("responses_by_status", {}).get(status, 0))
+
+
+def _max_weight(stats: dict) -> int:
+    """The simulator's own count: the most weight any IP used in any 60 s."""
+    return max(stats.get("max_weight_in_any_60s", {}).values() or [0])
 
 
 def keep_fresh(console, env, workdir, client, config, settings, stack) -> None:

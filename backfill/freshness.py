@@ -3,7 +3,8 @@
 Per configured timeframe: the age of the newest cached bucket (how long since it closed),
 the series that are stale (their last closed bucket is neither cached nor known empty),
 the last bucket close the keeper refreshed and its lag (close -> candle in the cache),
-and the fleet's circuit breaker. One pipelined read for all series.
+the fleet's circuit breaker, and per exchange the audit of derived timeframes (checks,
+divergences, series switched back to native refreshes). One pipelined read for all series.
 """
 
 from __future__ import annotations
@@ -63,7 +64,30 @@ def freshness(
         "state": state.get("state", "closed"),
         "failures": int(state.get("failures", 0)),
     }
+    out["derivation"] = derivation(broker, config)
     return out
+
+
+def derivation(broker: redis.Redis, config: BackfillConfig) -> dict:
+    """Per exchange: how the keeper's derived candles fared in the audit (checks made,
+    divergences found, series switched back to native refreshes, the whole exchange)."""
+    name = getattr(config, "exchange", "coinbase")
+    pipe = broker.pipeline(transaction=False)
+    pipe.hgetall(keys.derive_audit(name))
+    pipe.smembers(keys.derive_native(config.user_id, config.exchange_id))
+    raw, native = pipe.execute()
+    stats = {k.decode(): v.decode() for k, v in raw.items()}
+    return {
+        name: {
+            "audits": int(stats.get("audits", 0)),
+            "divergences": int(stats.get("divergences", 0)),
+            "audit_errors": int(stats.get("errors", 0)),
+            "last_divergence": stats.get("last_divergence"),
+            "native_series": sorted(m.decode() for m in native)[:20],
+            "native_series_count": len(native),
+            "exchange_native": stats.get("native") == "1",
+        }
+    }
 
 
 def _keeper(broker: redis.Redis, timeframe: str) -> dict:
@@ -108,4 +132,18 @@ def prometheus(report: dict) -> str:
     lines += ["# HELP backfill_breaker_open 1 while the fleet's circuit breaker is open.",
               "# TYPE backfill_breaker_open gauge",
               f"backfill_breaker_open {int(report['breaker']['state'] == 'open')}"]  # fmt: skip
+    derived = report.get("derivation") or {}
+    for metric, field, kind, text in (
+        ("backfill_derive_audits_total", "audits", "counter",
+         "Derived candles compared with the exchange's native ones."),
+        ("backfill_derive_divergences_total", "divergences", "counter",
+         "Derived candles that differed from the exchange's native ones."),
+        ("backfill_derive_native_series", "native_series_count", "gauge",
+         "Series switched back to native refreshes after a divergence."),
+        ("backfill_derive_exchange_native", "exchange_native", "gauge",
+         "1 while the whole exchange is refreshed natively (too many divergences)."),
+    ):  # fmt: skip
+        lines += [f"# HELP {metric} {text}", f"# TYPE {metric} {kind}"]
+        for exchange, row in derived.items():
+            lines.append(f'{metric}{{exchange="{exchange}"}} {int(row[field])}')
     return "\n".join(lines) + "\n"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,7 +107,7 @@ def load_credentials(
 
 
 def budget_name(key_name: str | None) -> str:
-    """The fleet budget's name: per API key (hashed, names stay out of Redis) or public."""
-    if not key_name:
-        return "public"
-    return "key:" + hashlib.sha256(key_name.encode()).hexdigest()[:16]
+    """Coinbase's fleet budget name for a key (or the public endpoint)."""
+    from core.exchanges import budget_name as named
+
+    return named("coinbase", key_name)

@@ -7,6 +7,7 @@ anything is enqueued or reaches a URL path.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 
@@ -42,6 +43,16 @@ def exchange(name: object) -> Exchange:
     if isinstance(name, str) and name in EXCHANGES:
         return EXCHANGES[name]
     raise InvalidInput(f"unknown exchange {name!r}; expected one of {', '.join(EXCHANGES)}")
+
+
+def budget_name(exchange_name: str, key_name: str | None = None) -> str:
+    """The fleet budget an exchange's requests share: Coinbase counts per API key (hashed:
+    key names stay out of Redis) or per IP on its public endpoint; Binance per IP."""
+    if exchange(exchange_name).name == "binance":
+        return "binance"
+    if not key_name:
+        return "public"
+    return "key:" + hashlib.sha256(key_name.encode()).hexdigest()[:16]
 
 
 def validate_symbol(symbol: object, exchange_name: str) -> str:

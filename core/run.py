@@ -34,7 +34,16 @@ class RunRecord:
     total: int
     started_at: float
     series: list[str]  # every series of the run, fresh ones included
-    config: BackfillConfig
+    configs: tuple[BackfillConfig, ...]  # one per exchange, in the run's order
+
+    @property
+    def config(self) -> BackfillConfig:
+        """The first exchange's (the only one, in a one-exchange run)."""
+        return self.configs[0]
+
+    def config_for(self, symbol: str) -> BackfillConfig:
+        """The exchange config a series of this run belongs to (symbol forms differ)."""
+        return next((c for c in self.configs if symbol in c.symbols), self.configs[0])
 
 
 _CONFIG_FIELDS = ("symbols", "timeframes", "candle_count", "min_candles", "user_id",
@@ -45,7 +54,11 @@ class RunStore:
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
 
-    def create(self, run_id: str, series: list[str], config: BackfillConfig) -> None:
+    def create(
+        self, run_id: str, series: list[str], configs: BackfillConfig | list[BackfillConfig]
+    ) -> None:
+        configs = [configs] if isinstance(configs, BackfillConfig) else list(configs)
+        config = configs[0]
         pipe = self.redis.pipeline()
         pipe.hset(
             keys.run(run_id),
@@ -54,6 +67,9 @@ class RunStore:
                 "started_at": f"{time.time():.3f}",
                 "series": json.dumps(series),
                 **{k: json.dumps(getattr(config, k)) for k in _CONFIG_FIELDS},
+                "configs": json.dumps(
+                    [{k: getattr(c, k) for k in _CONFIG_FIELDS} for c in configs]
+                ),
             },
         )
         pipe.expire(keys.run(run_id), RUN_TTL_S)
@@ -65,16 +81,17 @@ class RunStore:
         if not raw:
             return None
         out = {k.decode(): v.decode() for k, v in raw.items()}
-        given = {k: json.loads(out[k]) for k in _CONFIG_FIELDS if k in out}
-        for k in ("symbols", "timeframes"):
-            if k in given:
-                given[k] = tuple(given[k])
+        if "configs" in out:
+            given = json.loads(out["configs"])
+        else:  # a run recorded before several exchanges: its fields, one by one
+            given = [{k: json.loads(out[k]) for k in _CONFIG_FIELDS if k in out}]
+        configs = tuple(
+            BackfillConfig(**{k: tuple(v) if k in ("symbols", "timeframes") else v
+                              for k, v in g.items()})
+            for g in given
+        )  # fmt: skip
         return RunRecord(
-            run_id,
-            int(out["total"]),
-            float(out["started_at"]),
-            json.loads(out["series"]),
-            BackfillConfig(**given),
+            run_id, int(out["total"]), float(out["started_at"]), json.loads(out["series"]), configs
         )
 
     def latest(self) -> str | None:

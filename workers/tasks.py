@@ -214,12 +214,17 @@ def finish(outcomes: list[dict], run_id: str, topup: int = 0) -> dict:
     stale = stale_series(res, merged.values(), run, checked_at) if run else []
     if stale and topup < MAX_TOPUPS:
         log_event(log, "backfill_topup", run_id=run_id, stale=len(stale), round=topup + 1)
-        options = run.config.job_options()
-        refreshes = [RefreshJob(s.symbol, s.timeframe.name, options, run_id=run_id) for s in stale]
+        refreshes = [
+            RefreshJob(s.symbol, s.timeframe.name, run.config_for(s.symbol).job_options(),
+                       run_id=run_id)
+            for s in stale
+        ]  # fmt: skip
         current_app.signature(jobs.run_chord(run_id, refreshes, topup + 1)).apply_async()
         return {"run_id": run_id, "status": "topping_up", "stale": len(stale)}
     res.runs.count_callback(run_id)
     summary = summarize(run_id, merged.values(), started_at=run.started_at if run else None)
+    if run is not None:
+        summary["exchanges"] = per_exchange(run, merged.values())
     summary["fresh_as_of"] = round(checked_at, 3)
     summary["stale_at_gate"] = [s.name for s in stale]
     res.runs.open_gate(summary)
@@ -239,15 +244,30 @@ def finish(outcomes: list[dict], run_id: str, topup: int = 0) -> dict:
 def stale_series(res, outcomes, run: RunRecord, now: float) -> list[Series]:
     """Ready series whose newest closed bucket is no longer in the cache at `now`."""
     ready = [Series.of(o.symbol, o.timeframe) for o in outcomes if o.status == "ok" and o.ready]
-    if not ready:
-        return []
-    cache = res.cache(run.config.user_id, run.config.exchange_id)
-    states = cache.states([(s, s.timeframe.last_closed_start(now)) for s in ready], 1)
-    return [
-        s
-        for s, st in zip(ready, states, strict=True)
-        if not covers_last_close(st, s.timeframe, now)
-    ]
+    stale = []
+    for config in run.configs:
+        mine = [s for s in ready if run.config_for(s.symbol) is config]
+        if not mine:
+            continue
+        cache = res.cache(config.user_id, config.exchange_id)
+        states = cache.states([(s, s.timeframe.last_closed_start(now)) for s in mine], 1)
+        stale += [
+            s
+            for s, st in zip(mine, states, strict=True)
+            if not covers_last_close(st, s.timeframe, now)
+        ]
+    return stale
+
+
+def per_exchange(run: RunRecord, outcomes) -> dict[str, dict]:
+    """The gate's counts by exchange: series, ready, failed."""
+    out = {c.exchange: {"series": 0, "ready": 0, "failed": 0} for c in run.configs}
+    for o in outcomes:
+        row = out[run.config_for(o.symbol).exchange]
+        row["series"] += 1
+        row["ready"] += o.status == "ok" and bool(o.ready)
+        row["failed"] += o.status != "ok"
+    return out
 
 
 @shared_task(name=keys.ABORT_TASK, acks_late=True)
@@ -261,6 +281,8 @@ def abort(request, exc, traceback, run_id: str) -> dict:
         if name not in outcomes:
             outcomes[name] = Outcome.failed(name, exc, "aborted")
     summary = summarize(run_id, outcomes.values(), started_at=run.started_at if run else None)
+    if run is not None:
+        summary["exchanges"] = per_exchange(run, outcomes.values())
     summary.update(status="failed", error=clean_text(f"{type(exc).__name__}: {exc}"))
     res.runs.open_gate(summary)
     log_event(
