@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections import defaultdict
 
 import redis
 
 from backfill.holders import format_holders, holders
+from core import keys
+from core.exchanges import EXCHANGES, budget_name
 from core.run import RunStore
 from core.timeframe import priority_key
 
@@ -94,6 +97,16 @@ def unconsumed_warning(unconsumed: list[dict]) -> str:
     )
 
 
+def bans(client: redis.Redis) -> dict[str, float]:
+    """Exchanges whose fleet is banned now (Binance's 418), and until when (UNIX s)."""
+    out = {}
+    for name in EXCHANGES:
+        raw = client.get(keys.budget(budget_name(name)).banned)
+        if raw and raw.isdigit():
+            out[name] = int(raw) / 1000
+    return out
+
+
 def print_status(
     client: redis.Redis,
     run_id: str | None,
@@ -103,6 +116,7 @@ def print_status(
 ) -> int:
     st = run_status(client, run_id)
     st["holders"] = holders(client)  # which node holds what; hand-backs of lost nodes
+    st["bans"] = bans(client)
     if fresh is not None:
         st["freshness"] = fresh
     if unconsumed is not None:
@@ -128,6 +142,9 @@ def print_status(
         print(f"  failed {f['series']}: {f['reason']}: {f['error']}")
     for line in format_holders(st["holders"]):
         print(line)
+    for name, until in st["bans"].items():
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(until))
+        print(f"  {name}: the exchange banned this fleet until {stamp}: nothing is sent")
     return 0
 
 

@@ -169,6 +169,11 @@ class SimProcess:
             body["path"] = str(path)
         return self._request("POST", "/_sim/keys", body)
 
+    def klines(self, symbol: str, interval: str, start_ms: int, end_ms: int) -> list[list]:
+        """The Binance personality's truth: every closed kline opened in [start, end]."""
+        query = f"?interval={interval}&startTime={start_ms}&endTime={end_ms}"
+        return self._request("GET", f"/_sim/klines/{symbol}{query}", timeout_s=60.0)
+
     def truth(self, product: str, granularity: str, start: int, end: int) -> list[dict[str, str]]:
         """All closed candles with start in [start, end], newest first."""
         query = f"?granularity={granularity}&start={start}&end={end}"

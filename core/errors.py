@@ -129,4 +129,5 @@ class Banned(PermanentError):
 
     def __init__(self, message: str, *, until: float, **kw) -> None:
         self.until = until
+        self.message = message
         super().__init__(message, **kw)

@@ -61,6 +61,24 @@ def sim(sim_session):
     return sim_session
 
 
+@pytest.fixture(scope="session")
+def binance_session():
+    from coinbase_sim.process import SimProcess
+
+    with SimProcess(port=0, seed=7, exchange="binance") as sim:
+        fixed = {"seed", "key_files", "synthetic_products", "exchange"}
+        sim.defaults = {k: v for k, v in sim.config().items() if k not in fixed}
+        yield sim
+
+
+@pytest.fixture
+def binance(binance_session):
+    """The session's Binance simulator with its start-up settings, zeroed stats and bans."""
+    binance_session.configure(**binance_session.defaults)
+    binance_session.reset()
+    return binance_session
+
+
 @pytest.fixture
 def worker_env(redis_url: str, sim, key_file: Path) -> dict[str, str]:
     return {

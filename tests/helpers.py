@@ -16,8 +16,8 @@ import redis
 from core.series import Series
 
 
-def cached(rclient: redis.Redis, series: Series) -> list[dict]:
-    return [json.loads(m) for m in rclient.zrange(series.cache_key(), 0, -1)]
+def cached(rclient: redis.Redis, series: Series, exchange_id: int = 1) -> list[dict]:
+    return [json.loads(m) for m in rclient.zrange(series.cache_key(1, exchange_id), 0, -1)]
 
 
 def assert_matches_truth(

@@ -124,11 +124,8 @@ class FleetBudget:
             member = member.decode() if isinstance(member, bytes) else str(member)
             if member.startswith("banned:"):
                 until = int(member.split(":", 1)[1]) / 1000
-                raise Banned(
-                    f"{self.name}: the exchange banned this fleet until "
-                    f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(until))}",
-                    until=until,
-                )
+                stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(until))
+                raise Banned(f"banned until {stamp}: no request sent", until=until)
             if not granted:
                 raise BudgetTimeout(
                     f"fleet budget {self.name!r} has no slot within {self.max_wait_s:.0f}s "

@@ -18,7 +18,7 @@ import requests
 
 from core import defaults
 from core.candle import Candle, merge
-from core.errors import ExchangeError, InvalidResponse, TransientError
+from core.errors import Banned, ExchangeError, InvalidResponse, TransientError
 from core.exchanges import validate_symbol
 from core.text import clean_text
 from core.timeframe import Timeframe
@@ -164,7 +164,10 @@ class CandleClient:
         stale_slots = 0
         while True:
             if self.budget is not None:
-                self.budget.acquire()
+                try:
+                    self.budget.acquire()
+                except Banned as e:  # the fleet's ban: this request is never sent
+                    raise Banned(e.message, until=e.until, **where) from None
             self._local.requests = self.requests_made + 1
             # a thread late every time (a starved host) sends on its last slot anyway
             final = stale_slots == STALE_SLOTS_MAX
