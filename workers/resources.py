@@ -14,9 +14,8 @@ import time
 import redis
 
 from core import keys
-from core.credentials import budget_name
 from core.errors import InvalidInput
-from core.exchanges import EXCHANGES, exchange
+from core.exchanges import EXCHANGES, budget_name, exchange
 from core.run import RunStore
 from core.series import Series
 from core.settings import Settings, load_settings
@@ -68,9 +67,12 @@ class WorkerResources:
         )
         self._exchanges = {
             "coinbase": self._parts(
-                coinbase, s.coinbase_api_base_url, budget_name(coinbase.signed_by), s.fleet_rate()
+                coinbase, s.coinbase_api_base_url, budget_name("coinbase", coinbase.signed_by),
+                s.fleet_rate(),
             ),
-            "binance": self._parts(binance, s.binance_api_base_url, "binance", binance_rate),
+            "binance": self._parts(
+                binance, s.binance_api_base_url, budget_name("binance"), binance_rate
+            ),
         }
         self.client, self.budget, self.breaker = self._exchanges["coinbase"]
         self.cache_redis = redis.Redis.from_url(s.cache_url, socket_timeout=10)
