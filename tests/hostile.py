@@ -20,9 +20,10 @@ from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-from core.timeframe import BY_GRANULARITY
+from core.timeframe import BY_GRANULARITY, TIMEFRAMES
 
 CANDLES = re.compile(r"/api/v3/brokerage/(?:market/)?products/([^/]+)/candles")
+KLINES = "/api/v3/klines"  # Binance: the same behaviours, answered as kline arrays
 MAX_ANSWER_S = 20.0
 
 
@@ -97,15 +98,22 @@ class Handler(BaseHTTPRequestHandler):
         """The `Date` header: the behaviour's clock where it has one."""
         return email.utils.formatdate(self.fake_date or timestamp or time.time(), usegmt=True)
 
+    binance = False
+
     def do_GET(self) -> None:
         url = urlsplit(self.path)
         m = CANDLES.fullmatch(url.path)
-        if not m:
-            return self._send(404, b'{"error":"NOT_FOUND"}')
-        product = m.group(1)
         q = {k: v[0] for k, v in parse_qs(url.query).items()}
-        g = BY_GRANULARITY[q["granularity"]].seconds
-        start, end = int(q["start"]), int(q["end"])
+        if m:
+            product = m.group(1)
+            g = BY_GRANULARITY[q["granularity"]].seconds
+            start, end = int(q["start"]), int(q["end"])
+        elif url.path == KLINES:
+            self.binance = True
+            product, g = q["symbol"], TIMEFRAMES[q["interval"]].seconds
+            start, end = int(q["startTime"]) // 1000, int(q["endTime"]) // 1000
+        else:
+            return self._send(404, b'{"error":"NOT_FOUND"}')
         with self.server.lock:
             self.server.hits[product] += 1
             n = self.server.hits[product]
@@ -223,6 +231,9 @@ class Handler(BaseHTTPRequestHandler):
     # ------------------------------------------------------------------ plumbing
     def _candles(self, candles: list[dict], date: float | None = None) -> None:
         self.fake_date = date
+        if self.binance:  # kline arrays, oldest first, keyed by open time in ms
+            klines = [_kline(c) for c in reversed(candles)]
+            return self._send(200, json.dumps(klines).encode())
         self._send(200, json.dumps({"candles": candles}).encode())
 
     def _head(
@@ -247,6 +258,16 @@ class Handler(BaseHTTPRequestHandler):
     def _held(self, product: str, t0: float) -> None:
         with self.server.lock:
             self.server.open_s.append((product, time.monotonic() - t0))
+
+
+def _kline(c: dict) -> list:
+    """A Coinbase-shaped row as Binance's array (its fields as they are, tampered or not)."""
+    try:
+        opened = int(c["start"]) * 1000
+    except (TypeError, ValueError):
+        opened = c["start"]
+    return [opened, c["open"], c["high"], c["low"], c["close"], c["volume"],
+            opened + 299_999 if isinstance(opened, int) else 0, "0", 1, "0", "0", "0"]  # fmt: skip
 
 
 # The workers' settings against the hostile exchange: short limits, no key, JSON logs.
@@ -282,7 +303,8 @@ def hostile_workers(url: str, logs, handler: type[BaseHTTPRequestHandler] | None
     with HostileServer() as server:
         if handler is not None:
             server.RequestHandlerClass = handler
-        wenv = {**WORKER_ENV, **(env or {}), "REDIS_URL": url, "COINBASE_API_BASE_URL": server.url}
+        wenv = {**WORKER_ENV, **(env or {}), "REDIS_URL": url, "COINBASE_API_BASE_URL": server.url,
+                "BINANCE_API_BASE_URL": server.url}  # fmt: skip
         procs = [
             WorkerProcess(
                 wenv, name=f"{name}{i}-{os.getpid()}@%h", concurrency=1, log_path=logs / f"w{i}.log"

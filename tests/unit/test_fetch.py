@@ -176,3 +176,16 @@ def test_in_progress_bucket_is_never_written(name):
     ex.now = now
     fill_series(s, ex, store, FetchOptions(), now=now)
     assert max(store.members[s.name]) + s.timeframe.seconds <= now
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_the_watched_pools_reach_the_network_on_both_schemes(scheme):
+    """HTTPS (every real exchange) goes through the same send hook as the simulators'
+    HTTP: nothing listens on port 1, so the answer is a connection error, never a
+    TypeError of the hook itself."""
+    import requests
+
+    from workers.exchange.body import deadline_session
+
+    with pytest.raises(requests.ConnectionError):
+        deadline_session().get(f"{scheme}://127.0.0.1:1/api/v3/klines", timeout=2)

@@ -85,8 +85,11 @@ class Deadline:
                 return
 
 
-class _WatchedHTTPPool(HTTPConnectionPool):
-    def _make_request(self, conn, *args, **kwargs):  # type: ignore[override]
+class _Watched:
+    """The hook both pool classes share (a mixin: `super()` then finds each one's own
+    `_make_request`, HTTP or HTTPS)."""
+
+    def _make_request(self, conn, *args, **kwargs):
         deadline = getattr(_current, "deadline", None)
         if deadline is not None:
             deadline.attach(conn)
@@ -97,8 +100,12 @@ class _WatchedHTTPPool(HTTPConnectionPool):
         return super()._make_request(conn, *args, **kwargs)
 
 
-class _WatchedHTTPSPool(HTTPSConnectionPool):
-    _make_request = _WatchedHTTPPool._make_request  # type: ignore[assignment]
+class _WatchedHTTPPool(_Watched, HTTPConnectionPool):
+    pass
+
+
+class _WatchedHTTPSPool(_Watched, HTTPSConnectionPool):
+    pass
 
 
 class DeadlineAdapter(HTTPAdapter):
