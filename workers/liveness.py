@@ -11,6 +11,7 @@ removes the node.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import threading
@@ -25,14 +26,21 @@ from kombu.utils.json import dumps, loads
 
 from core import liveness as lv
 from core.logs import log_event
+from workers.lua import LuaScript
 
 log = logging.getLogger("backfill.liveness")
 _node: str | None = None  # this worker node's name, once worker_init ran
 _thread: Liveness | None = None
 
 
-def _script(client: redis.Redis, text: str, keys: list[str], args: list) -> object:
-    return client.register_script(text)(keys=keys, args=args, client=client)
+_scripts: dict[str, LuaScript] = {}
+
+
+def _script(client: redis.Redis, name: str) -> LuaScript:
+    """The liveness script `workers/liveness_<name>.lua`, run on `client`."""
+    if name not in _scripts:
+        _scripts[name] = LuaScript(client, f"liveness_{name}.lua")
+    return functools.partial(_scripts[name], client=client)
 
 
 def restore_target(channel, raw: bytes) -> tuple[list[str], str]:
@@ -56,14 +64,13 @@ def hand_back(client, channel, node: str, tag: str, cutoff: str = "", leftmost=F
         client.srem(lv.held(node), tag)
         return 0
     queues, payload = restore_target(channel, raw)
+    keys = [lv.held(node), channel.unacked_index_key, channel.unacked_key, lv.NODES]
     return int(
-        _script(
-            client,
-            lv.HANDBACK_LUA,
-            [lv.held(node), channel.unacked_index_key, channel.unacked_key, lv.NODES, *queues],
-            [tag, payload, node, cutoff, "1" if leftmost else "0"],
+        _script(client, "handback")(
+            keys, more_keys=queues, tag=tag, payload=payload, node=node, cutoff=cutoff,
+            leftmost="1" if leftmost else "0",
         )
-    )
+    )  # fmt: skip
 
 
 class LeasedQoS(kombu_redis.QoS):
@@ -110,7 +117,7 @@ class LeasedQoS(kombu_redis.QoS):
     def _drop(self, tag) -> None:
         with self.channel.conn_or_acquire() as client:
             keys = [lv.held(_node), self.unacked_index_key, self.unacked_key]
-            _script(client, lv.ACK_LUA, keys, [tag])
+            _script(client, "ack")(keys, tag=tag)
 
     def _give_back(self, tag, leftmost: bool = False) -> None:
         with self.channel.conn_or_acquire() as client:
@@ -165,7 +172,7 @@ class Liveness(threading.Thread):
         chan = self.channel
         client = chan.client
         keys = [lv.NODES, lv.held(self.node), chan.unacked_index_key, chan.unacked_key]
-        now = float(_script(client, lv.BEAT_LUA, keys, [self.node]))
+        now = float(_script(client, "beat")(keys, node=self.node))
         mono = time.monotonic()
         if self._last_ok is None or mono - self._last_ok > self.dead_after / 2:
             self._up_since = mono  # first beat, or a gap: wait a full period before judging
@@ -204,12 +211,11 @@ class Liveness(threading.Thread):
                 "by": self.node,
                 "handed_back": moved,
             }
-            forgotten = _script(
-                client,
-                lv.FORGET_LUA,
+            forgotten = _script(client, "forget")(
                 [lv.NODES, lv.held(node), lv.HANDBACKS],
-                [node, repr(cutoff), json.dumps(record), lv.HANDBACK_KEEP],
-            )
+                node=node, cutoff=repr(cutoff), record=json.dumps(record),
+                keep=lv.HANDBACK_KEEP,
+            )  # fmt: skip
             if moved or forgotten:
                 log_event(
                     log,
@@ -227,12 +233,10 @@ class Liveness(threading.Thread):
     def leave(self) -> None:
         """Warm shutdown: kombu gave the node's messages back; forget the node."""
         chan = self.channel
-        _script(
-            chan.client,
-            lv.FORGET_LUA,
+        _script(chan.client, "forget")(
             [lv.NODES, lv.held(self.node), lv.HANDBACKS],
-            [self.node, "", "", lv.HANDBACK_KEEP],
-        )
+            node=self.node, cutoff="", record="", keep=lv.HANDBACK_KEEP,
+        )  # fmt: skip
 
 
 @worker_init.connect

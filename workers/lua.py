@@ -16,8 +16,8 @@ from typing import Any
 
 import redis
 
-_ARGV = re.compile(r"^local (\w+) = (?:tonumber\()?ARGV\[(\d+)\]", re.MULTILINE)
-_KEYS = re.compile(r"^local (\w+) = KEYS\[(\d+)\]", re.MULTILINE)
+_ARGV = re.compile(r"^local (\w+) *= *(?:tonumber\()?ARGV\[(\d+)\]", re.MULTILINE)
+_KEYS = re.compile(r"^local (\w+) *= *KEYS\[(\d+)\]", re.MULTILINE)
 
 
 @cache
@@ -38,13 +38,23 @@ class LuaScript:
         text, self.argv, self.nkeys = _source(name)
         self._script = client.register_script(text)
 
-    def __call__(self, keys: Sequence[str], rest: Sequence[object] = (), **argv: object) -> Any:
+    def __call__(
+        self,
+        keys: Sequence[str],
+        rest: Sequence[object] = (),
+        *,
+        more_keys: Sequence[str] = (),
+        client: redis.Redis | None = None,
+        **argv: object,
+    ) -> Any:
         """Run with `keys` (in the script's order) and every named ARGV value; `rest`
-        follows them (a script that takes a variable tail, such as candle pairs)."""
+        follows them (a script that takes a variable tail, such as candle pairs), as
+        `more_keys` follow the named keys. `client`: run on another connection."""
         if set(argv) != set(self.argv):
             missing = sorted(set(self.argv) - set(argv))
             extra = sorted(set(argv) - set(self.argv))
             raise TypeError(f"{self.name}: missing ARGV {missing}, unknown ARGV {extra}")
         if len(keys) != self.nkeys:
             raise TypeError(f"{self.name}: takes {self.nkeys} keys, got {len(keys)}")
-        return self._script(keys=list(keys), args=[argv[n] for n in self.argv] + list(rest))
+        args = [argv[n] for n in self.argv] + list(rest)
+        return self._script(keys=[*keys, *more_keys], args=args, client=client)

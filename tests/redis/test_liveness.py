@@ -15,6 +15,7 @@ from backfill.holders import format_holders, holders
 from core import keys
 from core import liveness as lv
 from workers import liveness as wl
+from workers.lua import LuaScript
 
 QUEUE = "backfill.5m"
 
@@ -52,7 +53,7 @@ def receive(rclient, node: str, tag: str, task_id: str, at: float = 1.0) -> None
 
 def beat(rclient, node: str) -> float:
     keys_ = [lv.NODES, lv.held(node), "unacked_index", "unacked"]
-    return float(rclient.register_script(lv.BEAT_LUA)(keys=keys_, args=[node]))
+    return float(LuaScript(rclient, "liveness_beat.lua")(keys_, node=node))
 
 
 def test_beat_renews_held_messages_and_forgets_gone_ones(rclient):
@@ -67,7 +68,11 @@ def test_beat_renews_held_messages_and_forgets_gone_ones(rclient):
 
 
 def test_ack_deletes_only_what_the_node_still_holds(rclient):
-    ack = rclient.register_script(lv.ACK_LUA)
+    script = LuaScript(rclient, "liveness_ack.lua")
+
+    def ack(keys, args):
+        return script(keys, tag=args[0])
+
     receive(rclient, "a", "t1", "id1")
     rclient.srem(lv.held("a"), "t1")  # swept: handed back, now b's
     rclient.sadd(lv.held("b"), "t1")

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import fakeredis
 import pytest
 
 from workers.lua import LuaScript, _source
 
 
-@pytest.mark.parametrize("name", ["budget.lua", "throttle.lua", "breaker.lua", "cache_write.lua"])
+@pytest.mark.parametrize(
+    "name", sorted(p.name for p in (Path(__file__).parents[2] / "workers").glob("*.lua"))
+)
 def test_every_script_names_its_arguments(name):
     text, argv, nkeys = _source(name)
     assert argv and nkeys
