@@ -37,6 +37,7 @@ BREAKER_COOLDOWN_S = 15.0  # open this long, then one probe
 MAX_RETRIES = 10  # retries of a series on 429 / 5xx / timeouts
 RETRY_MAX_S = 60.0  # longest retry countdown
 VISIBILITY_TIMEOUT_S = 900  # when the broker hands an unacked message out again
+NODE_DEAD_AFTER_S = 8.0  # a worker node silent this long is dead: its messages come back
 
 # the cache and the keeper
 CACHE_TTL_S = 86400  # TTL of a candle key, refreshed on write

@@ -26,12 +26,11 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 
-from core import keys
+from core import defaults, keys
 
 BEAT_S = 1.0
-DEAD_AFTER_S = 8.0  # 8 missed beats: a busy host's hiccup is not a death
+DEAD_AFTER_S = defaults.NODE_DEAD_AFTER_S  # 8 missed beats: a hiccup is not a death
 HANDBACK_KEEP = 50
 
 NODES = "backfill:liveness:nodes"  # zset: node -> last beat (Redis time, s)
@@ -49,9 +48,11 @@ def sweep_lock(node: str) -> str:
 
 
 def dead_after_s() -> float:
-    """`BACKFILL_NODE_DEAD_AFTER_S` (default 8 s): silence that makes a node dead."""
-    raw = os.environ.get("BACKFILL_NODE_DEAD_AFTER_S", "")
-    return max(3 * BEAT_S, float(raw)) if raw.strip() else DEAD_AFTER_S
+    """`BACKFILL_NODE_DEAD_AFTER_S` (default 8 s, environment or `.env`): silence that
+    makes a node dead."""
+    from core.settings import load_settings
+
+    return max(3 * BEAT_S, load_settings().backfill_node_dead_after_s)
 
 
 def describe_message(raw: bytes | str | None) -> dict:

@@ -58,6 +58,7 @@ class Settings(BaseSettings):
     backfill_max_clock_skew_s: float = d.MAX_CLOCK_SKEW_S
     backfill_exhausted_recheck_s: int = d.EXHAUSTED_RECHECK_S
     backfill_audit_share: float = d.AUDIT_SHARE
+    backfill_node_dead_after_s: float = d.NODE_DEAD_AFTER_S
     backfill_exchanges: str = "coinbase"  # the exchanges this deployment serves
     binance_api_base_url: str = EXCHANGES["binance"].base_url
     binance_symbols: str = ",".join(DEFAULT_BINANCE_SYMBOLS)
@@ -137,6 +138,13 @@ class Settings(BaseSettings):
                 f"{info.field_name.upper()} {v} must be between {d.MIN_CANDLES} (what MACD-V "
                 f"needs) and {d.MAX_CACHED} (what the cache keeps)"
             )
+        return v
+
+    @field_validator("backfill_node_dead_after_s")
+    @classmethod
+    def _dead_after(cls, v: float) -> float:
+        if not v >= 3:
+            raise ValueError(f"BACKFILL_NODE_DEAD_AFTER_S {v} must be at least 3 seconds")
         return v
 
     @field_validator("binance_weight_share")
