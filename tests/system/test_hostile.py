@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import redis
 from helpers import cached, wait_until
-from hostile import HostileServer, row
+from hostile import WORKER_ENV, HostileServer, row
 
 from core import keys
 from core.config import BackfillConfig
@@ -25,20 +25,8 @@ from core.series import Series
 
 pytestmark = pytest.mark.slow
 VT_S = 8
-ENV = {
-    "BACKFILL_VISIBILITY_TIMEOUT_S": str(VT_S),
-    "BACKFILL_MAX_RETRIES": "1",
-    "BACKFILL_REQUEST_DEADLINE_S": "2",
-    "BACKFILL_MAX_RESET_S": "2",
-    "BACKFILL_EXHAUSTED_RECHECK_S": "1",
-    "BACKFILL_FLEET_RATE": "50",
-    "BACKFILL_WORKER_RATE_LIMIT": "",
-    "BACKFILL_LOG_JSON": "1",
-    "COINBASE_API_KEY_FILE": "",
-    "COINBASE_API_KEY_NAME": "",
-    "COINBASE_API_PRIVATE_KEY": "",
-    "PYTHONUNBUFFERED": "1",
-}
+ENV = {**WORKER_ENV, "BACKFILL_VISIBILITY_TIMEOUT_S": str(VT_S),
+       "BACKFILL_EXHAUSTED_RECHECK_S": "1"}  # fmt: skip
 
 
 @dataclass

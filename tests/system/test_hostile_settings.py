@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import redis
 from helpers import cli, wait_until
-from hostile import HostileServer
+from hostile import WORKER_ENV, HostileServer
 
 from core import keys
 from core.config import BackfillConfig
@@ -27,18 +27,10 @@ from core.run import RunStore
 
 COOLDOWN_S = 3.0
 ENV = {
+    **WORKER_ENV,
     "BACKFILL_VISIBILITY_TIMEOUT_S": "60",  # retry countdowns may be up to 20 s
-    "BACKFILL_MAX_RETRIES": "1",
     "BACKFILL_BREAKER_FAILURES": "3",
     "BACKFILL_BREAKER_COOLDOWN_S": str(COOLDOWN_S),
-    "BACKFILL_REQUEST_DEADLINE_S": "2",
-    "BACKFILL_FLEET_RATE": "50",
-    "BACKFILL_WORKER_RATE_LIMIT": "",
-    "BACKFILL_LOG_JSON": "1",
-    "COINBASE_API_KEY_FILE": "",
-    "COINBASE_API_KEY_NAME": "",
-    "COINBASE_API_PRIVATE_KEY": "",
-    "PYTHONUNBUFFERED": "1",
 }
 BAD_SYMBOLS = "KEEPA-USD,btc-usd,\x1b[31mEVIL\x1b[0m,KEEPB-USD"
 
