@@ -61,9 +61,10 @@ def progress_channel(run_id: str) -> str:
 # --- keeping the cache fresh (beat) -------------------------------------------------------
 
 
-def boundary_claim(timeframe: str, boundary_ms: int) -> str:
+def boundary_claim(timeframe: str, boundary_ms: int, exchange: str = "coinbase") -> str:
     """Claimed by the one fan-out of a timeframe's bucket close (two beats: one fan-out)."""
-    return f"backfill:boundary:{timeframe}:{boundary_ms}"
+    where = "" if exchange == "coinbase" else f"{exchange}:"
+    return f"backfill:boundary:{where}{timeframe}:{boundary_ms}"
 
 
 def refresh_claim(

@@ -9,7 +9,7 @@ import json
 import time
 
 import pytest
-from helpers import assert_matches_truth, cached, cli
+from helpers import assert_matches_truth, cached, cli, wait_until
 
 from backfill.dispatch import dispatch
 from backfill.gate import wait_ready
@@ -24,7 +24,8 @@ BN = ("BTCUSDT", "ETHUSDT")
 
 def env_for(binance, **extra: str) -> dict[str, str]:
     return {"BINANCE_API_BASE_URL": binance.url, "BACKFILL_EXCHANGES": "coinbase,binance",
-            "BINANCE_SYMBOLS": ",".join(BN), **extra}  # fmt: skip
+            "BINANCE_SYMBOLS": ",".join(BN), "BACKFILL_SYMBOLS": ",".join(CB),
+            "BACKFILL_TIMEFRAMES": "5m,1h", **extra}  # fmt: skip
 
 
 def configs(tfs=("5m", "1h"), binance_symbols=BN) -> list[BackfillConfig]:
@@ -72,6 +73,18 @@ def test_a_two_exchange_run_is_exact_against_each_truth(
     stats = binance.stats()
     assert stats["requests_by_endpoint"].get("klines") == 4  # one request a series
     assert stats["responses_429"] == 0 and stats["responses_418"] == 0
+
+    # the keeper serves both exchanges: a manual 5m close claims and refreshes each
+    # exchange's 5m series once (fresh already: no request)
+    from backfill.app import app
+
+    app.send_task(keys.BOUNDARY_TASK, kwargs={"timeframes": ["5m"]}, queue=keys.CONTROL_QUEUE)
+    close_ms = int(time.time()) // 300 * 300_000
+    claims = [keys.refresh_claim(1, 1, s, "5m", close_ms) for s in CB]
+    claims += [keys.refresh_claim(1, 2, s, "5m", close_ms) for s in BN]
+    wait_until(lambda: all(rclient.exists(k) for k in claims), 30, "every 5m series refreshed")
+    assert rclient.exists(keys.boundary_claim("5m", close_ms, "binance"))
+    assert rclient.exists(keys.boundary_claim("5m", close_ms))
 
 
 def test_a_ban_stops_binance_until_it_ends_while_coinbase_completes(
