@@ -37,6 +37,10 @@ TARGETS = {  # key: (comparison, value)
     "keeper_lag_max_over_5m_s": ("<=", 1.0),
     "keeper_responses_429": ("==", 0),
     "keeper_divergences": ("==", 0),
+    "binance_ratio_to_floor": ("<=", 1.05),
+    "binance_responses_429": ("==", 0),
+    "binance_responses_418": ("==", 0),
+    "node_loss_recovery_s": ("<=", 15.0),
 }
 
 
@@ -159,7 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="also the 1,000 x 5 cold startup at the budget (~4 min; not with --smoke)",
     )
     p.add_argument(
-        "--skip", default="", help="comma list of: startup,boundary,seed,scale,curve,sim"
+        "--skip",
+        default="",
+        help="comma list of: startup,boundary,binance,seed,scale,curve,sim,node_loss",
     )
     return p
 
@@ -213,6 +219,11 @@ def main(argv: list[str] | None = None) -> int:
                 settle = load_settings().backfill_settle_s
                 result.update(boundary(stack, spec, symbols, timeframes, args.budget, settle))
             stack.stop_workers()
+            if "binance" not in skip:
+                from bench.binance import binance_startup
+
+                b_symbols = tuple(s.replace("-USD", "USDT") for s in symbols)
+                result.update(binance_startup(stack, spec, b_symbols, timeframes))
             if "seed" not in skip:
                 result.update(scenarios.seed(stack, symbols, timeframes))
                 if "wall_s" in result:
@@ -237,6 +248,12 @@ def main(argv: list[str] | None = None) -> int:
                 settle = load_settings().backfill_settle_s
                 result.update(large(stack, spec, args.budget, settle_s=settle))
             result["logs"] = str(stack.workdir)
+        if "node_loss" not in skip:  # its own stack: two -c 1 nodes at the defaults
+            from bench.node_loss import node_loss_recovery
+
+            loss = node_loss_recovery()
+            result.update(node_loss_recovery_s=loss["node_loss_recovery_s"],
+                          node_loss_gate_after_kill_s=loss["gate_after_kill_s"])  # fmt: skip
     except Exception as e:  # the benchmark itself broke
         log(f"benchmark failed: {type(e).__name__}: {e}")
         result["error"] = f"{type(e).__name__}: {e}"

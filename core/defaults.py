@@ -26,6 +26,9 @@ MAX_CLOCK_SKEW_S = 30.0  # an exchange Date further off is logged
 BINANCE_WEIGHT_LIMIT = 6000  # REQUEST_WEIGHT per minute (exchangeInfo rateLimits, 2026-12)
 BINANCE_WEIGHT_SHARE = 0.8  # of it the fleet plans to use (the rest: jitter, other clients)
 BINANCE_EXCHANGE_ID = 2
+# Binance counts per minute: its budget's sliding window is 10 s (at most 10 s worth at up
+# to twice the average rate; a minute never holds more than the planned weight), no guard.
+BINANCE_WINDOW_S = 10.0
 
 # the fleet
 FLEET_RATE_KEY = 25.0  # requests/s with an API key (Coinbase allows 30)

@@ -67,6 +67,7 @@ class FleetBudget:
         *,
         max_wait_s: float = defaults.BUDGET_MAX_WAIT_S,
         guard_s: float = GUARD_S,
+        window_s: float = 1.0,
         late_tolerance_s: float | None = None,
         sleep=time.sleep,
         max_reset_s: float = defaults.MAX_RESET_S,
@@ -79,8 +80,10 @@ class FleetBudget:
         self.max_wait_s = max_wait_s
         self.max_reset_s = max_reset_s
         # Below 1/s the window stretches (0.5/s: one send per 2 s); above, whole sends per s.
-        self.window_us = max(1.0, 1.0 / rate) * (1.0 + guard_s) * 1e6
-        self.limit = max(1.0, rate)
+        # `window_s` > 1: an exchange that counts per minute (Binance) lets the fleet use a
+        # longer window (a startup goes out at up to twice the rate) with the same average.
+        self.window_us = max(window_s, 1.0 / rate) * (1.0 + guard_s) * 1e6
+        self.limit = max(1.0, rate * window_s)
         self.min_gap_us = 1e6 / (2 * rate)
         self._keys = keys.budget(name)
         self._throttle_keys = (self._keys.sends, self._keys.slow, self._keys.paused)
@@ -191,7 +194,7 @@ class FleetBudget:
         """The exchange counted `used` of `limit` requests in its one-second window: more
         than this budget ever plans for one second means sends reach it bunched (or another
         client shares the key), so step the fleet down before a 429 does it harder."""
-        if used > min(self.limit, limit - 1):
+        if used > min(self.rate, limit - 1):
             self.crowded()
 
     def crowded(self) -> None:

@@ -154,7 +154,9 @@ def _fetch_newest(
     """
     tf = series.timeframe
     end = tf.floor(int(now))  # the in-progress bucket, fetched and dropped
-    span = max(n, client.cap - 1)
+    # An exchange that answers empty intervals too (Binance) needs no more than n; one that
+    # omits them (Coinbase) gets a whole page for the same one request's cost.
+    span = n if client.dense else max(n, client.cap - 1)
     start = end - span * tf.seconds
     # n + 1 newest: n closed ones even if the newest is still in progress
     first_page = _fetch(series, client, start, now, four_hour, out, newest=n + 1)

@@ -13,7 +13,7 @@ import time
 
 import redis
 
-from core import keys
+from core import defaults, keys
 from core.errors import InvalidInput
 from core.exchanges import EXCHANGES, budget_name, exchange
 from core.run import RunStore
@@ -71,7 +71,12 @@ class WorkerResources:
                 s.fleet_rate(),
             ),
             "binance": self._parts(
-                binance, s.binance_api_base_url, budget_name("binance"), binance_rate
+                binance,
+                s.binance_api_base_url,
+                budget_name("binance"),
+                binance_rate,
+                window_s=defaults.BINANCE_WINDOW_S,
+                guard_s=0.0,
             ),
         }
         self.client, self.budget, self.breaker = self._exchanges["coinbase"]
@@ -80,7 +85,7 @@ class WorkerResources:
         self._pid = os.getpid()
 
     def _parts(
-        self, api: ExchangeApi, base_url: str, budget: str, rate: float
+        self, api: ExchangeApi, base_url: str, budget: str, rate: float, **window: float
     ) -> tuple[CandleClient, FleetBudget, Breaker]:
         """One exchange's client, fleet budget and breaker (one budget per key or IP)."""
         s = self.settings
@@ -91,6 +96,7 @@ class WorkerResources:
             # A task waiting for a budget slot holds its message: give up (and retry) first.
             max_wait_s=max(2.0, min(30.0, s.backfill_visibility_timeout_s / 3)),
             max_reset_s=s.backfill_max_reset_s,
+            **window,
         )
         timeout = s.backfill_request_timeout_s
         client = CandleClient(

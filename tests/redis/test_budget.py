@@ -334,3 +334,18 @@ def test_sustained_load_with_stalled_nodes_stays_under_the_exchange_limit(redis_
     assert late > 0  # the stalls did make sends late
     assert stats["responses_by_status"].get("429", 0) == 0
     assert max(stats["max_requests_in_any_second"].values()) <= 30
+
+
+def test_a_per_minute_exchange_gets_a_longer_window_with_the_same_average(rclient):
+    """Binance counts per minute: a 4/s budget over a 2 s window lets 8 go at up to twice
+    the rate (1/8 s apart), and the 9th waits for the first to leave the window."""
+    waits = Waits()
+    b = FleetBudget(rclient, "minute", 4.0, window_s=2.0, guard_s=0.0, sleep=waits)
+    t0 = time.monotonic()
+    stamps = []
+    for _ in range(9):
+        b.acquire()
+        stamps.append(time.monotonic() - t0)
+    assert stamps[7] < 1.2  # eight at twice the rate: about 0.875 s
+    assert stamps[8] >= 1.95  # the ninth: two seconds after the first
+    assert b.limit == 8

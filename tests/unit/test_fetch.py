@@ -21,6 +21,8 @@ class StubExchange:
     """Candles by bucket; a request returns [start, end] as the real client does, one
     request per `cap - 1` buckets of span; buckets not closed at `now` come back open."""
 
+    dense = False  # like Coinbase: a bucket without trades is absent
+
     def __init__(self, cap: int = 300, reject_4h: bool = False) -> None:
         self.cap = cap
         self.reject_4h = reject_4h

@@ -42,6 +42,7 @@ NEAR_LIMIT = 0.9  # the exchange counts this share of the IP's limit used: step 
 class BinanceApi:
     name = "binance"
     signed_by = ""  # public market data: the budget is per IP
+    dense = True  # an interval without trades comes back as a zero-volume kline
 
     def __init__(self, weight_limit: int, planned_weight_per_min: float) -> None:
         self.cap = MAX_LIMIT

@@ -39,6 +39,7 @@ SIGNED_HOST = "api.coinbase.com"
 
 class CoinbaseApi:
     name = "coinbase"
+    dense = False  # a bucket without trades is absent
 
     def __init__(
         self, base_url: str, credentials: Credentials | None = None, cap: int = defaults.REQUEST_CAP

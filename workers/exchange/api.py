@@ -35,6 +35,7 @@ class ExchangeApi(Protocol):
     name: str
     cap: int  # most buckets one request may span
     signed_by: str  # "" on a public endpoint; else the key's name (budget names come from it)
+    dense: bool  # answers every interval (empty ones as zero-volume rows), not only traded ones
 
     def request(self, product_id: str, tf: Timeframe, start: int, end: int) -> Request:
         """The request for buckets starting in [start, end] (UNIX s)."""

@@ -85,6 +85,11 @@ class CandleClient:
         return self.api.cap
 
     @property
+    def dense(self) -> bool:
+        """The exchange answers empty intervals too (see `ExchangeApi.dense`)."""
+        return self.api.dense
+
+    @property
     def session(self) -> requests.Session:
         if getattr(self._local, "session", None) is None:
             self._local.session = self._session or deadline_session()
