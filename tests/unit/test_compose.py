@@ -298,7 +298,11 @@ def test_sim_is_in_a_profile(services):
     assert args[:2] == ["backfill", "sim"]
     assert args[args.index("--port") + 1] == "8123" and args[args.index("--host") + 1] == "0.0.0.0"
     assert not env_files(sim) and not sim.get("volumes")  # no keys in the simulator
-    assert all("profiles" not in s for n, s in services.items() if n != "sim")
+    assert all("profiles" not in s for n, s in services.items() if not n.startswith("sim"))
+    binance = services["sim-binance"]
+    assert binance["profiles"] == ["sim"] and not env_files(binance)
+    args = argv(binance["command"])
+    assert args[args.index("--exchange") + 1] == "binance" and "--port" in args
 
 
 def test_no_inline_secrets(services):
