@@ -119,8 +119,8 @@ def fill_series(
             junk=state.junk,
         )
         out.candles_written, out.announced = len(closed), written.announced
-    if out.mode != "fresh":
-        state = cache.state(series, last_closed, n, window)
+    if out.mode != "fresh":  # the junk went with the write: the newest n say the rest
+        state = cache.state(series, last_closed, n)
     done = fresh_outcome(series, state, options.min_candles, now=now, n=n)
     out.candles_cached, out.newest_ts, out.gaps = done.candles_cached, done.newest_ts, done.gaps
     out.requests = client.requests_made - requests_before

@@ -56,7 +56,7 @@ def test_not_an_object_is_refused():
 
 
 def test_the_chord_is_celerys_own_canvas():
-    app = Celery("t", broker="memory://")
+    app = Celery("t", broker="memory://", set_as_current=False)
     run_jobs = [SeriesJob("r1", "BTC-USD", "5m", live=True), SeriesJob("r1", "ETH-USD", "1h")]
     sig = app.signature(jobs.run_chord("r1", run_jobs))
     assert [t.options["queue"] for t in sig.tasks] == ["backfill.5m", "backfill.1h"]
@@ -68,14 +68,14 @@ def test_the_chord_is_celerys_own_canvas():
 
 
 def test_no_jobs_is_the_callback_alone():
-    app = Celery("t", broker="memory://")
+    app = Celery("t", broker="memory://", set_as_current=False)
     sig = app.signature(jobs.run_chord("r1", [], topup=2))
     assert sig.task == keys.FINISH_TASK and list(sig.args) == [[], "r1"]
     assert sig.kwargs == {"topup": 2}
 
 
 def test_a_refresh_group_expires():
-    app = Celery("t", broker="memory://")
+    app = Celery("t", broker="memory://", set_as_current=False)
     g = app.signature(jobs.refresh_group([RefreshJob("BTC-USD", "5m", boundary_ms=0)], 42.0))
     (task,) = g.tasks
     assert task.options == {"queue": "backfill.live.5m", "expires": 42.0}
