@@ -168,7 +168,7 @@ def test_a_planted_divergence_is_found_and_switches_the_series_back_to_native(
 ):
     env = {**env, "BACKFILL_TIMEFRAMES": "5m,1h", "BACKFILL_AUDIT_SHARE": "1"}
     start_workers(1, env=env)
-    clear_of_close(300, 100)
+    clear_of_close(300, 50)  # the test takes ~20 s: two closes must not be real ones
     # more than the keeper's 100: its 5m refresh is a tail that leaves the plant in place
     fill(rclient, redis_url, ("5m", "1h"), n=150)
     config = BackfillConfig(symbols=SYMBOLS, timeframes=("5m", "1h")).validated()
