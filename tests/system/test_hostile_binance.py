@@ -95,3 +95,35 @@ def test_a_429_retry_after_pauses_the_binance_fleet_briefly(fleet):
     assert r["summary"]["ready"] == ["THROTUSDT:5m"], r["summary"]
     assert r["outcomes"]["THROTUSDT:5m"].retries == 1
     assert client.exists(keys.budget("binance").slow)  # the whole Binance fleet slowed
+
+
+def test_hostile_error_text_stays_short_and_clean(fleet):
+    server = fleet[0]
+    evil = "\x1b]0;owned\x07\x1b[2J\x1b[31mPWNED\r\u202e" + "A" * 1_000_000
+    server.behave("EVILUSDT", "error_text", message=evil, status=400)
+    r = run(fleet, ("EVILUSDT",))
+    item = failed(r)["EVILUSDT:5m"]
+    assert item["error"].isprintable() and len(item["error"]) <= 300, item
+    assert "\x1b" not in item["error"] and "A" * 400 not in item["error"]
+
+
+def test_any_shape_is_a_named_error_never_a_traceback(fleet):
+    server = fleet[0]
+    bucket = (int(time.time()) // 300 - 2) * 300 * 1000
+    shapes = {
+        "SHAPEAUSDT": b'{"klines": []}',
+        "SHAPECUSDT": b"null",
+        "SHAPEDUSDT": b"[" * 100_000,
+        "SHAPEEUSDT": b"[[1, 2]]",
+        "SHAPEFUSDT": b'[[null, "1", "1", "1", "1", "1"]]',
+        "SHAPEGUSDT": f'[[{bucket}, "1", "2", "1e400", "1", "1"]]'.encode(),
+        "SHAPEHUSDT": f'[[{bucket + 1}, "1", "2", "1", "1", "1"]]'.encode(),
+    }
+    for product, body in shapes.items():
+        server.behave(product, "body", body=body)
+    r = run(fleet, tuple(shapes))
+    f = failed(r)
+    assert sorted(f) == sorted(f"{p}:5m" for p in shapes), r["summary"]
+    for item in f.values():
+        assert item["reason"] == "retries_exhausted", item
+        assert item["error"].startswith("InvalidResponse: "), item
