@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from coinbase_sim.shared_limits import SharedCounters
 from coinbase_sim.slots import SlotTable
 
 IDENTITIES = 256
@@ -132,44 +133,29 @@ class _Window(ctypes.Structure):
     ]
 
 
-class _Count(ctypes.Structure):
-    _fields_ = [("value", ctypes.c_int64)]
-
-
 class BinanceStats:
     """The counters behind /_sim/stats for the Binance personality (shared memory)."""
 
     def __init__(self) -> None:
-        self._counts = SlotTable(COUNTERS, _Count)
+        self._counts = SharedCounters(COUNTERS)
         self._windows = SlotTable(IDENTITIES, _Window)
 
     def reset(self) -> None:
         """Zero everything."""
-        with self._counts.lock:
-            self._counts.clear()
+        self._counts.clear()
         with self._windows.lock:
             self._windows.clear()
 
-    def _add(self, names: list[tuple[str, int]]) -> None:
-        with self._counts.lock:
-            for name, amount in names:
-                count = self._counts.get(name)
-                if count is not None:
-                    count.value += amount
-
     def arrival(self, endpoint: str, series: str | None = None) -> None:
         """Record that an /api/v3 request arrived."""
-        names = [("total", 1), ("endpoint:" + endpoint, 1)]
-        if series:
-            names.append(("series:" + series, 1))
-        self._add(names)
+        self._counts.arrival(endpoint, series)
 
     def weight(self, identity: str, decision: WeightDecision, now: float | None = None) -> None:
         """Record the weight a request added and the minute count it reported."""
         names = [("weight", decision.counted)]
         if decision.new_ban:
             names.append(("bans", 1))
-        self._add(names)
+        self._counts.add(names)
         with self._windows.lock:
             now = time.monotonic() if now is None else now
             window = self._windows.get(identity)
@@ -197,24 +183,11 @@ class BinanceStats:
 
     def response(self, status: str, klines: int = 0, fault: str | None = None) -> None:
         """Record how a request was answered ("timeout" when dropped)."""
-        names = [("status:" + status, 1), ("klines", klines)]
-        if fault:
-            names.append(("fault:" + fault, 1))
-        self._add(names)
+        self._counts.response(status, ("klines", klines), fault)
 
     def snapshot(self) -> dict[str, object]:
         """JSON-friendly copy of all counters."""
-        groups: dict[str, dict[str, int]] = {
-            k: {} for k in ("status", "endpoint", "series", "fault")
-        }
-        plain: dict[str, int] = {}
-        with self._counts.lock:
-            for name, count in self._counts.items():
-                kind, _, rest = name.partition(":")
-                if rest and kind in groups:
-                    groups[kind][rest] = count.value
-                else:
-                    plain[name] = count.value
+        groups, plain = self._counts.snapshot()
         with self._windows.lock:
             windows = list(self._windows.items())
             sliding = {name: w.peak for name, w in windows}

@@ -33,6 +33,54 @@ class _Count(ctypes.Structure):
     _fields_ = [("value", ctypes.c_int64)]
 
 
+class SharedCounters:
+    """Named counters in shared memory, the `kind:name` ones grouped by kind in a snapshot
+    (both personalities' stats: requests by status, endpoint, series, fault)."""
+
+    GROUPS = ("status", "endpoint", "series", "fault")
+
+    def __init__(self, capacity: int) -> None:
+        self._table = SlotTable(capacity, _Count)
+
+    def clear(self) -> None:
+        with self._table.lock:
+            self._table.clear()
+
+    def add(self, names: list[tuple[str, int]]) -> None:
+        with self._table.lock:
+            for name, amount in names:
+                count = self._table.get(name)
+                if count is not None:  # a full table drops new names, never old ones
+                    count.value += amount
+
+    def arrival(self, endpoint: str, series: str | None) -> None:
+        """One request arrived at `endpoint` (for `series`, if it names one)."""
+        names = [("total", 1), ("endpoint:" + endpoint, 1)]
+        if series:
+            names.append(("series:" + series, 1))
+        self.add(names)
+
+    def response(self, status: str, served: tuple[str, int], fault: str | None) -> None:
+        """How a request was answered ("timeout" when dropped), and what it served."""
+        names = [("status:" + status, 1), served]
+        if fault:
+            names.append(("fault:" + fault, 1))
+        self.add(names)
+
+    def snapshot(self) -> tuple[dict[str, dict[str, int]], dict[str, int]]:
+        """(`kind` -> {name: count} for GROUPS, every other counter by name)."""
+        groups: dict[str, dict[str, int]] = {k: {} for k in self.GROUPS}
+        plain: dict[str, int] = {}
+        with self._table.lock:
+            for name, count in self._table.items():
+                kind, _, rest = name.partition(":")
+                if rest and kind in groups:
+                    groups[kind][rest] = count.value
+                else:
+                    plain[name] = count.value
+        return groups, plain
+
+
 class SharedWindows:
     """Per-identity sliding one-second windows of timestamps (a ring each)."""
 
@@ -107,28 +155,17 @@ class SharedStats:
     """Stats (same interface and snapshot) counted in shared memory."""
 
     def __init__(self) -> None:
-        self._counts = SlotTable(COUNTERS, _Count)
+        self._counts = SharedCounters(COUNTERS)
         self._arrivals = SharedWindows()
 
     def reset(self) -> None:
         """Zero everything."""
-        with self._counts.lock:
-            self._counts.clear()
+        self._counts.clear()
         self._arrivals.clear()
-
-    def _add(self, names: list[tuple[str, int]]) -> None:
-        with self._counts.lock:
-            for name, amount in names:
-                count = self._counts.get(name)
-                if count is not None:  # a full table drops new names, never old ones
-                    count.value += amount
 
     def arrival(self, endpoint: str, series: str | None) -> None:
         """Record that a candle request arrived."""
-        names = [("total", 1), ("endpoint:" + endpoint, 1)]
-        if series:
-            names.append(("series:" + series, 1))
-        self._add(names)
+        self._counts.arrival(endpoint, series)
 
     def identity(self, identity: str, now: float | None = None) -> None:
         """Record one arrival for the per-second peak of `identity` ("key:..." or "ip:...")."""
@@ -136,24 +173,11 @@ class SharedStats:
 
     def response(self, status: str, candles: int = 0, fault: str | None = None) -> None:
         """Record how a candle request was answered ("timeout" when dropped)."""
-        names = [("status:" + status, 1), ("candles", candles)]
-        if fault:
-            names.append(("fault:" + fault, 1))
-        self._add(names)
+        self._counts.response(status, ("candles", candles), fault)
 
     def snapshot(self) -> dict[str, object]:
         """JSON-friendly copy of all counters, as Stats.snapshot."""
-        groups: dict[str, dict[str, int]] = {
-            k: {} for k in ("status", "endpoint", "series", "fault")
-        }
-        plain: dict[str, int] = {}
-        with self._counts.lock:
-            for name, count in self._counts.items():
-                kind, _, rest = name.partition(":")
-                if rest and kind in groups:
-                    groups[kind][rest] = count.value
-                else:
-                    plain[name] = count.value
+        groups, plain = self._counts.snapshot()
         return {
             "requests_total": plain.get("total", 0),
             "responses_by_status": groups["status"],
