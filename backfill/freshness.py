@@ -16,8 +16,8 @@ import redis
 
 from core import keys
 from core.config import BackfillConfig
-from core.credentials import budget_name
 from core.errors import InvalidInput
+from core.exchanges import budget_name
 from core.freshness import covers_last_close, read_states
 from core.series import Series
 from core.settings import Settings
@@ -58,7 +58,7 @@ def freshness(
         creds = settings.credentials()
     except InvalidInput:  # status must work even where the key is not mounted
         creds = None
-    raw = broker.hgetall(keys.breaker(budget_name(creds.name if creds else None)).state)
+    raw = broker.hgetall(keys.breaker(budget_name("coinbase", creds.name if creds else None)).state)
     state = {k.decode(): v.decode() for k, v in raw.items()}
     out["breaker"] = {
         "state": state.get("state", "closed"),
@@ -71,7 +71,7 @@ def freshness(
 def derivation(broker: redis.Redis, config: BackfillConfig) -> dict:
     """Per exchange: how the keeper's derived candles fared in the audit (checks made,
     divergences found, series switched back to native refreshes, the whole exchange)."""
-    name = getattr(config, "exchange", "coinbase")
+    name = config.exchange
     pipe = broker.pipeline(transaction=False)
     pipe.hgetall(keys.derive_audit(name))
     pipe.smembers(keys.derive_native(config.user_id, config.exchange_id))

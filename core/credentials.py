@@ -104,10 +104,3 @@ def load_credentials(
             )
         return Credentials(name=key_name, key=parse_private_key(private_key))
     return None
-
-
-def budget_name(key_name: str | None) -> str:
-    """Coinbase's fleet budget name for a key (or the public endpoint)."""
-    from core.exchanges import budget_name as named
-
-    return named("coinbase", key_name)

@@ -234,6 +234,7 @@ class MemoryBudget:
         self.acquired = 0
         self.throttles: list[float | None] = []
         self.counts: list[tuple[int, int]] = []
+        self.bans: list[float] = []
 
     def acquire(self) -> None:
         self.acquired += 1
@@ -251,7 +252,7 @@ class MemoryBudget:
         self.counts.append((-1, -1))
 
     def banned(self, seconds: float) -> None:
-        self.throttles.append(seconds)
+        self.bans.append(seconds)
 
     def confirm(self, final: bool = False) -> bool:
         return True

@@ -79,7 +79,6 @@ class WorkerResources:
                 guard_s=0.0,
             ),
         }
-        self.client, self.budget, self.breaker = self._exchanges["coinbase"]
         self.cache_redis = redis.Redis.from_url(s.cache_url, socket_timeout=10)
         self._caches: dict[tuple[int, int], CandleCache] = {}
         self._pid = os.getpid()

@@ -9,8 +9,8 @@ import pytest
 import redis
 from helpers import wait_until
 
-from core.credentials import budget_name
 from core.errors import BudgetTimeout
+from core.exchanges import budget_name
 from workers.budget import FleetBudget
 
 
@@ -248,8 +248,8 @@ def test_deadline_raises_without_reserving(rclient):
 
 
 def test_budget_names_hide_key_names():
-    assert budget_name(None) == "public"
-    n = budget_name("organizations/x/apiKeys/y")
+    assert budget_name("coinbase", None) == "public"
+    n = budget_name("coinbase", "organizations/x/apiKeys/y")
     assert n.startswith("key:") and "organizations" not in n
 
 

@@ -237,14 +237,16 @@ def test_auth_failure_retried_once_only_right_after_throttling(
     rclient, redis_url, sim, start_workers, tmp_path, throttled
 ):
     from coinbase_sim.keys import write_key_file
-    from core.credentials import budget_name, read_key_file
+    from core.credentials import read_key_file
+    from core.exchanges import budget_name
     from workers.budget import FleetBudget
 
     stranger = tmp_path / "stranger.json"
     write_key_file(stranger, "ec")  # the exchange does not know this key: every answer is 401
     start_workers(1, env={"COINBASE_API_KEY_FILE": str(stranger)})
     if throttled:  # a 429 just hit the fleet
-        FleetBudget(rclient, budget_name(read_key_file(stranger).name), 25).throttled(None)
+        name = budget_name("coinbase", read_key_file(stranger).name)
+        FleetBudget(rclient, name, 25).throttled(None)
     d = dispatch(BackfillConfig(symbols=("BTC-USD",), timeframes=("5m",)), redis_url=redis_url)
     s = wait_ready(rclient, d.run_id, timeout=60).summary
     [failed] = s["failed"]

@@ -24,7 +24,6 @@ from core.errors import (
     RateLimited,
     TransientError,
 )
-from core.exchanges import validate_symbol
 from core.jsnum import js_json_loads
 from core.text import clean_text
 from core.timeframe import Timeframe
@@ -53,7 +52,6 @@ class BinanceApi:
         return f"BinanceApi(weight_limit={self.weight_limit})"
 
     def request(self, product_id: str, tf: Timeframe, start: int, end: int) -> Request:
-        validate_symbol(product_id, self.name)
         limit = min(MAX_LIMIT, (end - start) // tf.seconds + 1)
         params = {
             "symbol": product_id,

@@ -24,7 +24,6 @@ from core.errors import (
     RateLimited,
     TransientError,
 )
-from core.exchanges import validate_symbol
 from core.text import clean_text
 from core.timeframe import Timeframe
 from workers.coinbase.auth import build_jwt
@@ -57,7 +56,6 @@ class CoinbaseApi:
         return f"CoinbaseApi({self.credentials!r}, cap={self.cap})"
 
     def request(self, product_id: str, tf: Timeframe, start: int, end: int) -> Request:
-        validate_symbol(product_id, self.name)
         path = (PUBLIC_PATH if self.credentials is None else PRIVATE_PATH).format(
             product_id=product_id
         )

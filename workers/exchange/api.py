@@ -38,7 +38,8 @@ class ExchangeApi(Protocol):
     dense: bool  # answers every interval (empty ones as zero-volume rows), not only traded ones
 
     def request(self, product_id: str, tf: Timeframe, start: int, end: int) -> Request:
-        """The request for buckets starting in [start, end] (UNIX s)."""
+        """The request for buckets starting in [start, end] (UNIX s); the client below the
+        seam has checked `product_id` against the exchange's symbol form."""
         ...
 
     def rows(self, body: bytes, tf: Timeframe) -> list[Mapping[str, object]]:
