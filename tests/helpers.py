@@ -153,3 +153,13 @@ def pandas_platform_macd_v(
         "synthetic": int(synthetic.sum()),
         "bars": len(full),
     }
+
+
+def task_lines(tmp_path, task_id: str, what: str) -> list[str]:
+    """The worker log lines (tmp_path/worker*.log) of one task saying `what`."""
+    return [
+        line
+        for log in tmp_path.glob("worker*.log")
+        for line in log.read_text().splitlines()
+        if f"[{task_id}] {what}" in line
+    ]

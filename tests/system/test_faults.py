@@ -9,7 +9,7 @@ import time
 
 import pytest
 import redis
-from helpers import assert_matches_truth, cached, wait_until
+from helpers import assert_matches_truth, cached, task_lines, wait_until
 
 from backfill.dispatch import dispatch
 from backfill.gate import wait_ready
@@ -52,15 +52,6 @@ def stop_mid_task(app, worker) -> tuple[int, dict]:
         return None
 
     return wait_until(frozen_mid_task, 30, "a pool process running a series task", every=0.01)
-
-
-def task_lines(tmp_path, task_id: str, what: str) -> list[str]:
-    return [
-        line
-        for log in tmp_path.glob("worker*.log")
-        for line in log.read_text().splitlines()
-        if f"[{task_id}] {what}" in line
-    ]
 
 
 @pytest.mark.parametrize("what", ["pool-process", "worker-node"])

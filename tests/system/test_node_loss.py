@@ -10,7 +10,7 @@ import signal
 import time
 
 import pytest
-from helpers import wait_until
+from helpers import task_lines, wait_until
 
 from backfill.dispatch import dispatch
 from backfill.gate import wait_ready
@@ -68,15 +68,6 @@ def freeze_holding(rclient, worker, node: str, pending) -> dict:
         return None
 
     return wait_until(frozen, 30, "the node to run a series task", every=0.01)
-
-
-def task_lines(tmp_path, task_id: str, what: str) -> list[str]:
-    return [
-        line
-        for log in tmp_path.glob("worker*.log")
-        for line in log.read_text().splitlines()
-        if f"[{task_id}] {what}" in line
-    ]
 
 
 def handback_of(rclient, node: str) -> dict | None:
