@@ -8,9 +8,7 @@ from typing import Any
 from core import defaults
 from core.credentials import Credentials
 from workers.coinbase.api import CoinbaseApi
-from workers.exchange.client import CandleClient, RequestBudget
-
-__all__ = ["CoinbaseClient", "RequestBudget"]
+from workers.exchange.client import CandleClient
 
 
 class CoinbaseClient(CandleClient):
@@ -24,10 +22,6 @@ class CoinbaseClient(CandleClient):
     ) -> None:
         super().__init__(CoinbaseApi(base_url, credentials, cap), base_url, **options)
         self.credentials = credentials
-
-    @property
-    def public(self) -> bool:
-        return self.credentials is None
 
     def __repr__(self) -> str:
         return f"CoinbaseClient({self.base_url!r}, {self.credentials!r}, cap={self.cap})"

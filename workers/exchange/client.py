@@ -23,7 +23,7 @@ from core.exchanges import validate_symbol
 from core.text import clean_text
 from core.timeframe import Timeframe
 from workers.exchange import clock, rows
-from workers.exchange.api import ExchangeApi
+from workers.exchange.api import Budget, ExchangeApi
 from workers.exchange.body import (
     BodyError,
     Deadline,
@@ -36,18 +36,11 @@ STALE_SLOTS_MAX = 3  # send slots a request may let go stale before it sends reg
 ERROR_BODY_BYTES = 16 * 1024  # of an error answer: enough for its message, which is cut anyway
 
 
-class RequestBudget(Protocol):
-    """What the client needs from a rate budget (see `workers.budget`)."""
+class RequestBudget(Budget, Protocol):
+    """What the client needs from a rate budget (see `workers.budget`): a slot before each
+    request, confirmed as the bytes go out, besides what an exchange module tells it."""
 
     def acquire(self) -> None: ...
-
-    def throttled(self, reset_after: float | None) -> None: ...
-
-    def counted(self, used: int, limit: int) -> None: ...
-
-    def crowded(self) -> None: ...
-
-    def banned(self, seconds: float) -> None: ...
 
     def confirm(self, final: bool = False) -> bool: ...
 
