@@ -19,6 +19,7 @@ from celery import Task, current_app, shared_task
 
 from core import jobs, keys
 from core.claims import claim
+from core.errors import AuthError
 from core.freshness import covers_last_close
 from core.jobs import Job, RefreshJob, SeriesJob, series_of
 from core.logs import log_event
@@ -164,7 +165,9 @@ def _failed(task: Task, job: Job, series: Series, e: Exception, auth_retried: bo
         e,
         retries - waits,  # waits on the breaker are not the series' retries
         RetryPolicy(task.max_retries, res.retry_max_s),
-        throttled=budget.recently_throttled(),
+        # asked of Redis only for a 401: during a Redis outage every other error (the
+        # outage's own ConnectionError included) must reach the decision, not raise here
+        throttled=isinstance(e, AuthError) and budget.recently_throttled(),
         auth_retried=auth_retried,
         circuit_waits=waits,
     )
