@@ -32,9 +32,11 @@ def check_run(rclient, sim, run_id: str, config: BackfillConfig, t0: float) -> N
     assert int(rclient.get(keys.run(run_id, "callbacks"))) == 1
 
 
-def stop_mid_task(app, worker) -> tuple[int, dict]:
+def stop_mid_task(app, worker, runs: RunStore, run_id: str) -> tuple[int, dict]:
     """Freeze the worker's pool process (SIGSTOP) at a moment its node reports it running a
-    series task: the task cannot finish before the kill that follows."""
+    series task whose outcome is not yet written: the task cannot finish before the kill that
+    follows. The node still lists a task as active after the pool process has written its
+    outcome and until the parent reads the result, so "active" alone is not "mid-task"."""
 
     def frozen_mid_task():
         [child] = worker.children()  # -c 1: one pool process
@@ -45,6 +47,10 @@ def stop_mid_task(app, worker) -> tuple[int, dict]:
             for tasks in active.values()
             for t in tasks
             if t["worker_pid"] == child and t["name"] == keys.SERIES_TASK
+        ]
+        done = runs.outcomes(run_id)
+        held = [
+            t for t in held if f"{t['args'][0]['symbol']}:{t['args'][0]['timeframe']}" not in done
         ]
         if held:
             return child, held[0]
@@ -65,7 +71,7 @@ def test_sigkill_mid_run(rclient, redis_url, sim, start_workers, tmp_path, what)
     d = dispatch(config, redis_url=redis_url)
     runs = RunStore(rclient)
     wait_until(lambda: runs.completed(d.run_id) >= 8, 60, "a few series done")
-    child, held = stop_mid_task(app, w1)
+    child, held = stop_mid_task(app, w1, runs, d.run_id)
     series = f"{held['args'][0]['symbol']}:{held['args'][0]['timeframe']}"
     if what == "pool-process":
         os.kill(child, signal.SIGKILL)
@@ -117,7 +123,7 @@ def test_redis_restart_mid_run(tmp_path, sim, key_file):
         t0 = time.time()
         d = dispatch(config, redis_url=server.url)
         wait_until(lambda: RunStore(client).completed(d.run_id) >= 10, 60, "a few series done")
-        child, held = stop_mid_task(app, workers[0])
+        child, held = stop_mid_task(app, workers[0], RunStore(client), d.run_id)
         series = f"{held['args'][0]['symbol']}:{held['args'][0]['timeframe']}"
         assert series not in RunStore(client).outcomes(d.run_id)  # frozen mid-task ...
         assert RunStore(client).completed(d.run_id) < 50  # ... and mid-run
