@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from pathlib import Path
 
 from bench.boundary import simulated_close, wait_for_quiet_bucket
 from bench.scenarios import (
@@ -24,21 +23,11 @@ from bench.scenarios import (
     timed_run,
 )
 from bench.stack import Stack, WorkerSpec, log
+from bench.timeline import max_in_any_second, read
 from core import keys
 from core.config import BackfillConfig
 from core.timeframe import TIMEFRAME_PRIORITY
-from workers.budget import TRACE_ENV
-
-
-def max_in_any_second(folder: Path) -> int:
-    """The most sends the workers made in any one second (their traces, wall clock)."""
-    ts = sorted(float(x) for f in folder.glob("sends-*.txt") for x in f.read_text().split())
-    j = best = 0
-    for i, t in enumerate(ts):
-        while ts[j] <= t - 1.0:
-            j += 1
-        best = max(best, i - j + 1)
-    return best
+from workers.trace import TRACE_ENV
 
 
 class FirstPass:
@@ -97,6 +86,8 @@ def large(
     stats = stack.sim.stats()
     requests = int(stats["requests_total"])
     first_s = (first.done_at or float("inf")) - run.t0
+    end = run.t0 + run.wall_s  # the startup's sends, not the keeper's below
+    sends = [r.sent for t in read(trace) for r in t.requests if r.sent and r.sent < end]
     late = sum(int(stack.redis.get(k) or 0) for k in stack.redis.keys("backfill:budget:*:late"))
     crowded = sum(
         int(stack.redis.get(k) or 0) for k in stack.redis.keys("backfill:budget:*:crowded")
@@ -117,7 +108,7 @@ def large(
         "large_max_requests_in_any_second": max(
             (stats.get("max_requests_in_any_second") or {"": 0}).values()
         ),
-        "large_max_sends_in_any_second": max_in_any_second(trace),
+        "large_max_sends_in_any_second": max_in_any_second(sends),
         "large_budget_late_wakes": late,
         "large_budget_near_misses": crowded,
         "large_stale_at_gate": len(run.summary.get("stale_at_gate") or []),

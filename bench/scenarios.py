@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import time
 from dataclasses import dataclass
@@ -11,11 +12,13 @@ from pathlib import Path
 from backfill.dispatch import dispatch
 from backfill.gate import wait_ready
 from bench.stack import CpuMeter, RssSampler, Stack, WorkerSpec, log
+from bench.timeline import timeline
 from core.config import BackfillConfig
 from core.keys import queue as queue_for
 from core.run import RunStore
 from core.series import Series
 from core.timeframe import TIMEFRAME_PRIORITY
+from workers.trace import TRACE_ENV
 
 REALISTIC_SIM = {
     "latency_ms": [80, 150],
@@ -47,21 +50,22 @@ class RunResult:
     t0: float
     summary: dict
     outcomes: dict
+    dispatched: float = 0.0  # when the dispatch call returned
 
 
 def timed_run(stack: Stack, config: BackfillConfig, timeout: float) -> RunResult:
     """Dispatch, wait for the gate; wall time from the dispatch call to the open gate."""
     t0 = time.time()
     d = dispatch(config, redis_url=stack.redis_url)
+    dispatched = time.time()
     result = wait_ready(stack.redis, d.run_id, timeout=timeout)
     wall = time.time() - t0
     if result.summary is None:
         raise BenchError(
             f"run {d.run_id} did not open its gate within {timeout:.0f}s (logs in {stack.workdir})"
         )
-    return RunResult(
-        d.run_id, d.total, wall, t0, result.summary, RunStore(stack.redis).outcomes(d.run_id)
-    )
+    outcomes = RunStore(stack.redis).outcomes(d.run_id)
+    return RunResult(d.run_id, d.total, wall, t0, result.summary, outcomes, dispatched)
 
 
 def startup(
@@ -73,9 +77,13 @@ def startup(
     timeout: float = 300,
     keep_workers: bool = False,
 ) -> dict:
-    """(1) full cold backfill on the realistic simulator, (3) first indicator, (5) warm restart."""
+    """(1) full cold backfill on the realistic simulator, (3) first indicator, (5) warm restart.
+    The workers trace every request (bench/timeline.py): where the run's time went."""
     stack.flush()
     stack.sim.configure(**REALISTIC_SIM)
+    trace = stack.workdir / "startup-trace"
+    trace.mkdir(exist_ok=True)
+    spec = dataclasses.replace(spec, env={**spec.env, TRACE_ENV: str(trace)})
     stack.start_workers(spec, fleet_rate=budget)
     stack.sim.reset()
     config = BackfillConfig(symbols=symbols, timeframes=timeframes)
@@ -107,6 +115,9 @@ def startup(
         "first_indicator_s": round(first_s, 3),
         "first_indicator_floor_s": round(first_floor, 3),
         "first_indicator_ratio": round(first_s / first_floor, 3),
+        "startup_timeline": timeline(
+            trace, run.t0, run.dispatched, run.summary["opened_at"], run.t0 + run.wall_s
+        ),
     }
     log(f"startup: {out}")
     # (5) warm restart right after: same workers, same cache

@@ -72,6 +72,9 @@ class Stack:
         self.redis = redis.Redis.from_url(self.redis_url)
         self.key_file = self.workdir / "cdp_api_key.json"
         write_key_file(self.key_file, "ec")
+        # this process dispatches: the key names the budget whose reserve it holds back,
+        # the one the workers share (as in a deployment, where both read the same settings)
+        os.environ["COINBASE_API_KEY_FILE"] = str(self.key_file)
         self.sim = SimProcess(
             port=0,
             seed=self.seed,

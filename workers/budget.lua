@@ -38,25 +38,60 @@ if stale ~= '' then
   redis.call('EXPIRE', sends .. ':late', 86400)
 end
 redis.call('ZREMRANGEBYSCORE', sends, '-inf', now - window)
-local send_at = now
+local start = now
 local paused_until = tonumber(redis.call('GET', paused) or '0')
-if paused_until > send_at then send_at = paused_until end
+if paused_until > start then start = paused_until end
+
+-- Where a request queues: after every reservation, once the limit-th newest has left the
+-- window, and a least gap after the newest (spreading a burst a little, so the exchange
+-- receives and counts it as it was sent).
+local send_at = start
 local n = redis.call('ZCARD', sends)
-local gap = min_gap
 if n >= limit then
-  -- the limit-th newest reservation must have left the window before this one enters it
   local kth = redis.call('ZRANGE', sends, n - limit, n - limit, 'WITHSCORES')
-  local earliest = tonumber(kth[2]) + window
-  if earliest > send_at then send_at = earliest end
-  -- sustained (a full window): evenly spaced, not the idle burst's pattern repeated
-  -- every window, so that an exchange counting late bunches as few sends as possible
-  gap = math.max(gap, window / limit)
+  send_at = math.max(send_at, tonumber(kth[2]) + window)
 end
 if n > 0 then
-  -- spread a burst a little: the exchange then receives (and counts) it as it was sent
   local newest = redis.call('ZRANGE', sends, -1, -1, 'WITHSCORES')
-  local after = tonumber(newest[2]) + gap
-  if after > send_at then send_at = after end
+  send_at = math.max(send_at, tonumber(newest[2]) + min_gap)
+end
+
+-- Live work, and a thread whose slot went stale (it was in line already), may go before
+-- reservations made for later: at the earliest time that keeps every window holding it
+-- within the limit and is a least gap from every other send. Only windows holding the
+-- new send change; each starts just after (t - window) or at a send in (t - window, t].
+local function fits(t, es)
+  for _, e in ipairs(es) do
+    if math.abs(e - t) < min_gap then return false end
+  end
+  local function over(from, incl)  -- sends in the window from `from`, plus this one
+    local c = 1
+    for _, e in ipairs(es) do
+      if (e > from or (incl and e == from)) and e < from + window then c = c + 1 end
+    end
+    return c > limit
+  end
+  if over(t - window, false) then return false end
+  for _, e in ipairs(es) do
+    if e > t - window and e <= t and over(e, true) then return false end
+  end
+  return true
+end
+if (live or stale ~= '') and send_at > start then
+  local raw = redis.call('ZRANGEBYSCORE', sends, string.format('(%.0f', start - window),
+                         string.format('(%.0f', send_at + window), 'WITHSCORES')
+  local es = {}
+  for i = 2, #raw, 2 do es[#es + 1] = tonumber(raw[i]) end
+  local candidates = {start}
+  for _, e in ipairs(es) do
+    if e + min_gap > start and e + min_gap < send_at then candidates[#candidates + 1] = e + min_gap end
+  end
+  for _, c in ipairs(candidates) do
+    if fits(c, es) then
+      send_at = c
+      break
+    end
+  end
 end
 local wait = send_at - now
 if wait > max_wait then

@@ -41,15 +41,24 @@ import redis
 from core import defaults, keys
 from core.errors import Banned, BudgetTimeout
 from workers.lua import LuaScript
+from workers.trace import trace
 
 # The window is 1 s + GUARD_S, so that up to 50 ms of scheduling jitter between a slot and the
 # request's arrival cannot put rate+1 requests into one second at the exchange.
-GUARD_S = 0.05
+GUARD_S = 0.01
+# An idle fleet's burst goes out at BURST_SPREAD times the rate: close enough that a
+# startup's first second costs little (the windows after it repeat its spread), far
+# enough apart that the exchange receives and counts the sends as they were sent
+# (5 ms apart, the simulator counted bursts late on 2 cores: 32 in a second, 429s).
+BURST_SPREAD = 4
 # A send may wake this late after its slot and still go (the rest of GUARD_S is left for
 # the way from the wake-up to the exchange's counter); later, it reserves again.
-LATE_TOLERANCE_S = 0.02
+LATE_TOLERANCE_S = 0.01
 LATE_TOLERANCE_ENV = "BACKFILL_BUDGET_LATE_TOLERANCE_S"  # "inf": never re-reserve (bench A/B)
-TRACE_ENV = "BACKFILL_BUDGET_TRACE"  # a folder: every process appends its send times (bench)
+# Arrival jitter larger than the guard lets the exchange count one send more than the plan
+# in a second; larger than the guard plus the least gap between sends, two. Both are
+# inside the exchange's own headroom (25 planned of 30 allowed); more is a near-miss.
+JITTER_SENDS = 2
 RECOVERY_PER_S = 0.1
 LOWEST_FACTOR = 0.125
 CROWDED_FACTOR = 0.8  # one step when the exchange counts more than the plan
@@ -84,7 +93,7 @@ class FleetBudget:
         # longer window (a startup goes out at up to twice the rate) with the same average.
         self.window_us = max(window_s, 1.0 / rate) * (1.0 + guard_s) * 1e6
         self.limit = max(1.0, rate * window_s)
-        self.min_gap_us = 1e6 / (2 * rate)
+        self.min_gap_us = 1e6 / (BURST_SPREAD * rate)
         self._keys = keys.budget(name)
         self._throttle_keys = (self._keys.sends, self._keys.slow, self._keys.paused)
         self._local = threading.local()
@@ -95,7 +104,6 @@ class FleetBudget:
             late_tolerance_s = float(os.environ.get(LATE_TOLERANCE_ENV, LATE_TOLERANCE_S))
         self.late_tolerance_s = late_tolerance_s
         self.late_wakes = 0
-        self._trace = _Trace(os.environ.get(TRACE_ENV))
         self.factor = 1.0
 
     def acquire(self) -> None:
@@ -107,6 +115,7 @@ class FleetBudget:
         of the next slots, so it gives the stale slot back and reserves a new one instead.
         """
         stale, self._local.stale = getattr(self._local, "stale", ""), ""
+        trace.mark("reserve")
         self._acquire_from(stale)
 
     def _acquire_from(self, stale: str) -> None:
@@ -161,7 +170,7 @@ class FleetBudget:
             self.late_wakes += 1
             self._local.stale = member
             return False
-        self._trace.send()
+        trace.mark("sent")
         return True
 
     @contextmanager
@@ -192,9 +201,10 @@ class FleetBudget:
 
     def counted(self, used: int, limit: int) -> None:
         """The exchange counted `used` of `limit` requests in its one-second window: more
-        than this budget ever plans for one second means sends reach it bunched (or another
-        client shares the key), so step the fleet down before a 429 does it harder."""
-        if used > min(self.rate, limit - 1):
+        than this budget plans for one second, beyond what arrival jitter adds
+        (`JITTER_SENDS`), means sends reach it bunched (or another client shares the key),
+        so step the fleet down before a 429 does it harder."""
+        if used > min(self.rate + JITTER_SENDS, limit - 1):
             self.crowded()
 
     def crowded(self) -> None:
@@ -256,20 +266,3 @@ class MemoryBudget:
 
     def confirm(self, final: bool = False) -> bool:
         return True
-
-
-class _Trace:
-    """Send times (wall clock) to `<folder>/sends-<pid>.txt`, compared by the bench with
-    the arrivals the exchange counted; off unless the folder is given."""
-
-    def __init__(self, folder: str | None) -> None:
-        self.folder = folder
-        self._lock = threading.Lock()
-
-    def send(self) -> None:
-        if not self.folder:
-            return
-        line = f"{time.time():.6f}\n"
-        with self._lock, open(f"{self.folder}/sends-{os.getpid()}.txt", "a") as f:
-            f.write(line)
-

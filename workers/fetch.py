@@ -29,6 +29,7 @@ from core.series import Series
 from core.timeframe import Timeframe, timeframe
 from workers.cache import ANNOUNCE_NEWEST, MAX_MEMBERS, CandleStore
 from workers.exchange.client import CandleClient
+from workers.trace import trace
 
 MAX_LOOKBACK_PAGES = 4  # how far beyond candle_count to look for candles on illiquid series
 H1 = timeframe("1h")
@@ -106,6 +107,7 @@ def fill_series(
             announce=options.announce,
             exhausted_at=state.exhausted_at,  # a tail does not renew it: it is rechecked
         )
+        trace.mark("written")
         out.candles_written, out.announced = len(closed), written.announced
     else:
         out.mode = "cold"
@@ -118,6 +120,7 @@ def fill_series(
             announce=options.announce,
             junk=state.junk,
         )
+        trace.mark("written")
         out.candles_written, out.announced = len(closed), written.announced
     if out.mode != "fresh":  # the junk went with the write: the newest n say the rest
         state = cache.state(series, last_closed, n)

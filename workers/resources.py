@@ -67,7 +67,9 @@ class WorkerResources:
         )
         self._exchanges = {
             "coinbase": self._parts(
-                coinbase, s.coinbase_api_base_url, budget_name("coinbase", coinbase.signed_by),
+                coinbase,
+                s.coinbase_api_base_url,
+                budget_name("coinbase", coinbase.signed_by),
                 s.fleet_rate(),
             ),
             "binance": self._parts(

@@ -34,6 +34,7 @@ from workers.cache import ANNOUNCE_NEW, ANNOUNCE_NEWEST
 from workers.fetch import FetchOptions, FourHourMemory, fill_series
 from workers.resources import resources
 from workers.retry import Fail, RetryPolicy, decide, last_exchange_error, reported_error
+from workers.trace import trace
 
 log = logging.getLogger("backfill.worker")
 MAX_TOPUPS = 3  # rounds of refreshing series that went stale during a run, before the gate
@@ -101,6 +102,7 @@ def _fill(task: Task, job: Job, auth_retried: bool) -> Outcome:
     t0 = time.monotonic()
     res = resources.get()
     series, retries = series_of(job), task.request.retries
+    trace.mark("task", f"{series.name}{'*' if job.live else ''}")
     refresh = isinstance(job, RefreshJob)
     client, budget, breaker = res.exchange(job.options.exchange)
     try:
@@ -131,6 +133,7 @@ def _fill(task: Task, job: Job, auth_retried: bool) -> Outcome:
             res.runs.record(job.run_id, outcome)
         except redis.RedisError:
             log.warning("could not record progress for %s", series.name)
+    trace.mark("done")
     log_event(
         log,
         "refresh_complete" if refresh else "backfill_symbol_complete",

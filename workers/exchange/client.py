@@ -31,6 +31,7 @@ from workers.exchange.body import (
     deadline_session,
     read_body,
 )
+from workers.trace import trace
 
 STALE_SLOTS_MAX = 3  # send slots a request may let go stale before it sends regardless
 ERROR_BODY_BYTES = 16 * 1024  # of an error answer: enough for its message, which is cut anyway
@@ -191,6 +192,7 @@ class CandleClient:
             confirm = functools.partial(self.budget.confirm, final=final)
         with Deadline(self.deadline_s, before_send=confirm) as deadline:
             resp = self._send(path, params, headers, deadline, where)
+            trace.mark("answered")
             try:
                 now = time.time()
                 closed_before = clock.closed_before(
