@@ -35,9 +35,9 @@ class Candle:
 
     def problem(self, timeframe: Timeframe) -> str | None:
         """Why this candle must not be cached, or None when it is sound."""
-        values = (self.open, self.high, self.low, self.close, self.volume)
-        if not all(isinstance(v, float) and math.isfinite(v) for v in values):
-            return "non-finite value"
+        for v in (self.open, self.high, self.low, self.close, self.volume):
+            if not isinstance(v, float) or not math.isfinite(v):
+                return "non-finite value"
         if self.start <= 0 or self.start % timeframe.seconds:
             return f"start {self.start} is not aligned to {timeframe.name}"
         if min(self.open, self.high, self.low, self.close) <= 0:
@@ -60,8 +60,15 @@ class Candle:
         )
 
 
-def parse_candle(raw: Mapping[str, object], timeframe: Timeframe, closed_before: float) -> Candle:
-    """Parse one exchange candle; `closed_before` is the exchange time at the response.
+def parse_candle(
+    raw: Mapping[str, object],
+    timeframe: Timeframe,
+    closed_before: float,
+    *,
+    start: int | None = None,
+) -> Candle:
+    """Parse one exchange candle; `closed_before` is the exchange time at the response
+    (`start`: the row's start, already read from it by the caller).
 
     A malformed candle means the exchange sent something broken, which a retry may fix.
     Every number is read in the strict decimal grammar (`core.jsnum.js_decimal`): never with
@@ -69,7 +76,8 @@ def parse_candle(raw: Mapping[str, object], timeframe: Timeframe, closed_before:
     reads NaN.
     """
     try:
-        start = _read(raw, "start", js_integer)
+        if start is None:
+            start = _read(raw, "start", js_integer)
         volume_text = str(raw["volume"])
         candle = Candle(
             start=start,
@@ -101,6 +109,8 @@ def _read(raw: Mapping[str, object], name: str, read: Callable[[str], _N]) -> _N
 def _exact_decimal(text: str) -> bool:
     """Whether `Decimal` holds the text (it refuses an exponent beyond its limits, which the
     grammar allows: such a volume is summed as floats instead)."""
+    if "e" not in text and "E" not in text:
+        return True  # no exponent: any text in the grammar
     try:
         Decimal(text)
     except ArithmeticError:

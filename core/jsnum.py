@@ -38,6 +38,7 @@ __all__ = [
 # ECMA-262 StrUnsignedDecimalLiteral without `Infinity`, with a sign; ASCII digits only.
 _DECIMAL = re.compile(r"([+-]?)(?:([0-9]+)(?:\.([0-9]*))?|\.([0-9]+))(?:[eE]([+-]?[0-9]+))?")
 MAX_SAFE_INTEGER = 2**53 - 1  # Number.MAX_SAFE_INTEGER: larger integers are not exact in JS
+_INF = math.inf
 
 
 class NumberTextError(ValueError):
@@ -53,6 +54,13 @@ def js_decimal(text: str) -> float:
     """
     if type(text) is not str:
         raise TypeError(f"js_decimal takes a str, got {type(text).__name__}")
+    if text.isascii() and text.replace(".", "", 1).isdigit():
+        # the exchanges' usual form, `60123.45` (also `1.`, `.5`): in the grammar as it is;
+        # only a huge one can still overflow
+        x = float(text)
+        if x != _INF:
+            return x
+        raise NumberTextError(f"not a finite number: {text[:40]!r}")
     if not _DECIMAL.fullmatch(text):
         raise NumberTextError(f"not a decimal number: {text[:40]!r}")
     x = float(text)
@@ -65,6 +73,10 @@ def js_integer(text: str) -> int:
     """An integer written in the strict decimal grammar (`"1712192400"`; also `"17e8"`), exactly
     integral and a safe integer in JavaScript (|n| <= 2**53 - 1); `NumberTextError` otherwise
     (`"1.5"`, `"1_5"`, `"1712192400.0000001"`)."""
+    if type(text) is str and text.isascii() and text.isdigit() and len(text) <= 16:
+        n = int(text)  # plain digits, the exchanges' usual form: exact as they are
+        if n <= MAX_SAFE_INTEGER:
+            return n
     js_decimal(text)  # the grammar, and finite
     n = _exact_integer(text)
     if n is None or abs(n) > MAX_SAFE_INTEGER:

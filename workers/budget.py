@@ -6,18 +6,17 @@ long to wait, then the caller sleeps exactly that long (no polling).
 
 The budget guarantees what the exchange counts: never more than `rate` sends in any
 window of one second (plus `GUARD_S`). Unlike an evenly spaced GCRA it lets an idle
-fleet send a whole second's worth at once, so the first 5m series (the first `rate`
-requests of a run) are ready after one round trip instead of after a second of pacing.
-Sustained throughput is `rate / (1 + GUARD_S)`. Sends are still at least half the mean
-interval apart, so that a burst reaches the exchange as it was sent (a busy server counts
-a burst late, pushing its tail into the next second); once a window is full they are
-evenly spaced, so a late-counting exchange sees as few of them bunched as possible. The
-log holds reserved times, so a send must go on time: one that wakes late re-reserves
-rather than join a later burst.
+fleet send a whole second's worth at once (at `BURST_SPREAD` times the rate), so the first
+5m series (the first `rate` requests of a run) are ready after one round trip instead of
+after a second of pacing; every later window repeats that burst, so the head start is
+kept and the sustained pace is `rate / (1 + GUARD_S)`. The log holds reserved times, so
+a send must go on time: one that wakes late gives its slot back and takes the earliest
+one every window still allows rather than join a later burst.
 
 Live work comes first here too: whoever enqueues it holds slots back in the budget's
 reserve (core/reserve.py: the run's first timeframe, the refreshes of a bucket close);
-other requests cannot take them, and each live request takes one (`using_reserve`).
+other requests cannot take them, and each live request takes one (`using_reserve`),
+ahead of slots other work reserved for later where every window allows it.
 
 After a 429 the whole fleet's rate is halved (down to 1/8) and recovers linearly
 (10 % of full rate per second); a reset time sent with the 429 pauses every worker until
@@ -43,16 +42,17 @@ from core.errors import Banned, BudgetTimeout
 from workers.lua import LuaScript
 from workers.trace import trace
 
-# The window is 1 s + GUARD_S, so that up to 50 ms of scheduling jitter between a slot and the
-# request's arrival cannot put rate+1 requests into one second at the exchange.
+# The window is 1 s + GUARD_S, so that a few ms of jitter between a slot and the request's
+# arrival cannot put rate+1 requests into one second at the exchange (the budget's rate
+# below the exchange's limit absorbs the rest: `JITTER_SENDS`).
 GUARD_S = 0.01
 # An idle fleet's burst goes out at BURST_SPREAD times the rate: close enough that a
 # startup's first second costs little (the windows after it repeat its spread), far
 # enough apart that the exchange receives and counts the sends as they were sent
 # (5 ms apart, the simulator counted bursts late on 2 cores: 32 in a second, 429s).
 BURST_SPREAD = 4
-# A send may wake this late after its slot and still go (the rest of GUARD_S is left for
-# the way from the wake-up to the exchange's counter); later, it reserves again.
+# A send may wake this late after its slot and still go (as late as the guard: later, the
+# exchange could count it in the next slot's second); later, it reserves again.
 LATE_TOLERANCE_S = 0.01
 LATE_TOLERANCE_ENV = "BACKFILL_BUDGET_LATE_TOLERANCE_S"  # "inf": never re-reserve (bench A/B)
 # Arrival jitter larger than the guard lets the exchange count one send more than the plan

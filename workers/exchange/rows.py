@@ -61,11 +61,13 @@ def select(
     starts = sorted(by_start)
     if newest is not None:
         starts = starts[-newest:]
-    return [_parse(by_start[s], tf, closed_before) for s in starts]
+    return [_parse(by_start[s], tf, closed_before, s) for s in starts]
 
 
-def _parse(row: Mapping[str, object], tf: Timeframe, closed_before: float) -> Candle:
+def _parse(
+    row: Mapping[str, object], tf: Timeframe, closed_before: float, start: int | None = None
+) -> Candle:
     try:
-        return parse_candle(row, tf, closed_before)
+        return parse_candle(row, tf, closed_before, start=start)
     except ExchangeError as e:
         raise BadRows(str(e)) from None
