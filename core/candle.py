@@ -14,6 +14,7 @@ from core.text import clean_text
 from core.timeframe import Timeframe
 
 _N = TypeVar("_N", int, float)
+_INF = math.inf
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,16 +36,17 @@ class Candle:
 
     def problem(self, timeframe: Timeframe) -> str | None:
         """Why this candle must not be cached, or None when it is sound."""
-        for v in (self.open, self.high, self.low, self.close, self.volume):
-            if not isinstance(v, float) or not math.isfinite(v):
+        o, h, lo, c, v = self.open, self.high, self.low, self.close, self.volume
+        for x in (o, h, lo, c, v):
+            if not isinstance(x, float) or not -_INF < x < _INF:  # NaN compares false
                 return "non-finite value"
         if self.start <= 0 or self.start % timeframe.seconds:
             return f"start {self.start} is not aligned to {timeframe.name}"
-        if min(self.open, self.high, self.low, self.close) <= 0:
+        if o <= 0 or h <= 0 or lo <= 0 or c <= 0:
             return "price <= 0"
-        if self.volume < 0:
+        if v < 0:
             return "volume < 0"
-        if not (self.low <= min(self.open, self.close) and max(self.open, self.close) <= self.high):
+        if not (lo <= o <= h and lo <= c <= h):
             return "low <= open/close <= high does not hold"
         return None
 
@@ -79,13 +81,20 @@ def parse_candle(
         if start is None:
             start = _read(raw, "start", js_integer)
         volume_text = str(raw["volume"])
+        o, h, lo, c, v = _plain_decimals(raw) or (
+            _read(raw, "open", js_decimal),
+            _read(raw, "high", js_decimal),
+            _read(raw, "low", js_decimal),
+            _read(raw, "close", js_decimal),
+            _read(raw, "volume", js_decimal),
+        )
         candle = Candle(
             start=start,
-            open=_read(raw, "open", js_decimal),
-            high=_read(raw, "high", js_decimal),
-            low=_read(raw, "low", js_decimal),
-            close=_read(raw, "close", js_decimal),
-            volume=_read(raw, "volume", js_decimal),
+            open=o,
+            high=h,
+            low=lo,
+            close=c,
+            volume=v,
             closed=start + timeframe.seconds <= closed_before,
             volume_text=volume_text if _exact_decimal(volume_text) else None,
         )
@@ -96,6 +105,18 @@ def parse_candle(
     if problem:
         raise TransientError(f"invalid candle at {candle.start}: {problem}")
     return candle
+
+
+def _plain_decimals(raw: Mapping[str, object]) -> list[float] | None:
+    """Open, high, low, close and volume when all five are the exchanges' usual text
+    (ASCII digits with at most one dot: in the strict grammar as they are), else None
+    (`js_decimal` then reads each and names what is wrong)."""
+    texts = [raw["open"], raw["high"], raw["low"], raw["close"], raw["volume"]]
+    for t in texts:
+        if type(t) is not str or not t.isascii() or not t.replace(".", "", 1).isdigit():
+            return None
+    values = [float(t) for t in texts]
+    return values if max(values) < _INF else None
 
 
 def _read(raw: Mapping[str, object], name: str, read: Callable[[str], _N]) -> _N:

@@ -14,6 +14,7 @@ another type is a `problem`: that series fails with the key named, the run goes 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import redis
@@ -134,9 +135,11 @@ def read_states(
     now: float | None = None,
     exhausted_recheck_s: float = EXHAUSTED_RECHECK_S,
     window: int | None = None,
+    known: Mapping[bytes, int] | None = None,
 ) -> list[CachedState]:
     """For each (series, bucket start): its newest n valid members at or before that bucket,
-    and the junk among the newest `window` (default: n) members there.
+    and the junk among the newest `window` (default: n) members there. `known` members at
+    their own scores (what the caller just wrote) are sound without being parsed again.
 
     'Exhausted' counts only if it was found less than `exhausted_recheck_s` ago (0: never):
     short history is checked again later, not remembered as final.
@@ -169,7 +172,7 @@ def read_states(
             continue
         starts, junk = [], []
         for raw, score in members:
-            if is_member_at(raw, score, series):
+            if (known and known.get(raw) == score) or is_member_at(raw, score, series):
                 if len(starts) < n:
                     starts.append(int(score) // 1000)
             else:

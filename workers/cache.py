@@ -10,7 +10,8 @@ in-memory one for unit tests of that logic; the Redis tests stay the reference.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import redis
@@ -32,6 +33,8 @@ ANNOUNCE_NONE, ANNOUNCE_NEW, ANNOUNCE_NEWEST = 0, 1, 2
 class Written:
     held: int  # members the series holds after the write
     announced: int  # close events published (candles that were new)
+    # what was written, member -> score: reading the series back need not parse these again
+    members: Mapping[bytes, int] = field(default_factory=dict, compare=False, repr=False)
 
 
 class CandleStore(Protocol):
@@ -48,7 +51,12 @@ class CandleStore(Protocol):
     ) -> Written: ...
 
     def state(
-        self, series: Series, upto_start: int, n: int, window: int | None = None
+        self,
+        series: Series,
+        upto_start: int,
+        n: int,
+        window: int | None = None,
+        known: Mapping[bytes, int] | None = None,
     ) -> CachedState: ...
 
 
@@ -115,8 +123,11 @@ class CandleCache:
         candles = sorted(candles, key=lambda c: c.start)
         found = int(exhausted_at or time.time()) if exhausted else 0
         pairs: list[object] = []
+        members: dict[bytes, int] = {}
         for c in candles:
-            pairs += [c.timestamp_ms, c.member(series.symbol, series.timeframe.name)]
+            member = c.member(series.symbol, series.timeframe.name).encode()
+            members[member] = c.timestamp_ms
+            pairs += [c.timestamp_ms, member]
         held, announced = self._write(
             [
                 self.key(series),
@@ -131,17 +142,27 @@ class CandleCache:
             announce=announce,
             junk=len(junk),
         )
-        return Written(int(held), int(announced))
+        return Written(int(held), int(announced), members)
 
     def state(
-        self, series: Series, upto_start: int, n: int, window: int | None = None
+        self,
+        series: Series,
+        upto_start: int,
+        n: int,
+        window: int | None = None,
+        known: Mapping[bytes, int] | None = None,
     ) -> CachedState:
         """The newest n members at or before bucket `upto_start` (and the junk among the
-        newest `window`), in one round trip."""
-        return self.states([(series, upto_start)], n, window)[0]
+        newest `window`), in one round trip; `known`: members this writer just wrote (at
+        these scores), sound without parsing them again."""
+        return self.states([(series, upto_start)], n, window, known)[0]
 
     def states(
-        self, wanted: list[tuple[Series, int]], n: int, window: int | None = None
+        self,
+        wanted: list[tuple[Series, int]],
+        n: int,
+        window: int | None = None,
+        known: Mapping[bytes, int] | None = None,
     ) -> list[CachedState]:
         return read_states(
             self.redis,
@@ -151,6 +172,7 @@ class CandleCache:
             exchange_id=self.exchange_id,
             exhausted_recheck_s=self.exhausted_recheck_s,
             window=window,
+            known=known,
         )
 
 
@@ -197,7 +219,12 @@ class MemoryCandleStore:
         return Written(len(held), len(announced))
 
     def state(
-        self, series: Series, upto_start: int, n: int, window: int | None = None
+        self,
+        series: Series,
+        upto_start: int,
+        n: int,
+        window: int | None = None,
+        known: Mapping[bytes, int] | None = None,
     ) -> CachedState:
         held = self.members.get(series.name, {})
         starts = sorted((s for s in held if s <= upto_start), reverse=True)[:n]

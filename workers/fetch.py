@@ -123,7 +123,7 @@ def fill_series(
         trace.mark("written")
         out.candles_written, out.announced = len(closed), written.announced
     if out.mode != "fresh":  # the junk went with the write: the newest n say the rest
-        state = cache.state(series, last_closed, n)
+        state = cache.state(series, last_closed, n, known=written.members)
     done = fresh_outcome(series, state, options.min_candles, now=now, n=n)
     out.candles_cached, out.newest_ts, out.gaps = done.candles_cached, done.newest_ts, done.gaps
     out.requests = client.requests_made - requests_before

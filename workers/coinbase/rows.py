@@ -9,6 +9,7 @@ attacker on the path can send any JSON at all.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from operator import itemgetter
 
 from core.jsnum import js_json_loads
 from workers.exchange.rows import FIELDS, BadRows
@@ -18,6 +19,22 @@ __all__ = ["BadRows", "candle_rows"]
 
 def _kind(value: object) -> str:
     return "null" if value is None else type(value).__name__
+
+
+_SCALARS = frozenset((str, int, float))  # JSON booleans are `bool`, not `int`, by type
+_row_fields = itemgetter(*FIELDS)
+
+
+def _all_scalar_rows(rows: list) -> bool:
+    """Every row an object whose every field is a string or a number (the usual answer,
+    checked in one pass; the loop below names what is wrong otherwise)."""
+    if not all(type(row) is dict for row in rows):
+        return False
+    try:
+        kinds = {type(v) for row in rows for v in _row_fields(row)}
+    except KeyError:
+        return False
+    return kinds <= _SCALARS
 
 
 def candle_rows(body: bytes) -> list[Mapping[str, object]]:
@@ -35,11 +52,14 @@ def candle_rows(body: bytes) -> list[Mapping[str, object]]:
     rows = doc["candles"]
     if not isinstance(rows, list):
         raise BadRows(f"'candles' is a JSON {_kind(rows)}, not a list")
-    for i, row in enumerate(rows):
+    if _all_scalar_rows(rows):
+        return rows
+    for i, row in enumerate(rows):  # something is wrong: find and name it
         if not isinstance(row, dict):
             raise BadRows(f"candle #{i} is a JSON {_kind(row)}, not an object")
         for name in FIELDS:
             value = row.get(name)
-            if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            kind = type(value)
+            if kind is not str and kind is not int and kind is not float:
                 raise BadRows(f"candle #{i}: '{name}' is a JSON {_kind(value)}")
     return rows

@@ -10,14 +10,20 @@ compression bomb can take the worker's memory.
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
+import os
 import socket
 import threading
 import time
 import zlib
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.sessions import merge_setting
+from requests.utils import get_environ_proxies
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 CHUNK = 64 * 1024
@@ -45,18 +51,19 @@ class Deadline:
         self._conn: object | None = None
         self._sock: socket.socket | None = None
         self._done = threading.Event()
-        self._timer = threading.Timer(seconds, self._cut)
-        self._timer.daemon = True
 
     def __enter__(self) -> Deadline:
         _current.deadline = self
-        self._timer.start()
+        _watchdog.watch(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._done.set()
-        self._timer.cancel()
         _current.deadline = None
+
+    @property
+    def finished(self) -> bool:
+        return self._done.is_set()
 
     def attach(self, conn: object) -> None:
         self._conn = conn
@@ -83,6 +90,51 @@ class Deadline:
                         sock.shutdown(socket.SHUT_RDWR)
             if self._done.wait(0.05):
                 return
+
+
+class _Watchdog:
+    """One thread per process that cuts the requests past their deadline (a timer thread
+    per request cost more of a worker's CPU than the rest of its bookkeeping): a heap of
+    deadlines, finished ones dropped as they come up; a rare expired one is cut on a thread
+    of its own, so that it cannot hold up the others' cuts."""
+
+    def __init__(self) -> None:
+        self._seq = itertools.count()
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)  # no lock held over from the parent
+
+    def _reset(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, Deadline]] = []
+        self._pid: int | None = None
+
+    def watch(self, deadline: Deadline) -> None:
+        with self._cond:
+            if self._pid != os.getpid():  # first use here, or a forked pool process
+                self._pid, self._heap = os.getpid(), []
+                threading.Thread(target=self._run, name="request-deadlines", daemon=True).start()
+            heapq.heappush(self._heap, (deadline.end, next(self._seq), deadline))
+            if self._heap[0][2] is deadline:
+                self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    while self._heap and self._heap[0][2].finished:
+                        heapq.heappop(self._heap)
+                    if not self._heap:
+                        self._cond.wait()
+                        continue
+                    wait = self._heap[0][0] - time.monotonic()
+                    if wait <= 0:
+                        expired = heapq.heappop(self._heap)[2]
+                        break
+                    self._cond.wait(wait)
+            threading.Thread(target=expired._cut, name="request-cut", daemon=True).start()
+
+
+_watchdog = _Watchdog()
 
 
 class _Watched:
@@ -119,8 +171,41 @@ class DeadlineAdapter(HTTPAdapter):
         }
 
 
+class _Session(requests.Session):
+    """requests reads the proxy settings from the whole environment on every request
+    (a tenth of a worker's CPU per series, measured); the environment does not change
+    under a running worker, so they are read once per scheme and host, with the same
+    rules (`*_proxy`, `no_proxy`, the CA bundle variables)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._environ: dict[tuple, tuple[dict[str, str], object]] = {}
+
+    def merge_environment_settings(self, url, proxies, stream, verify, cert):  # type: ignore[override]
+        if not self.trust_env:
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+        no_proxy = proxies.get("no_proxy") if proxies is not None else None
+        parts = urlsplit(url)
+        key = (parts.scheme, parts.netloc, no_proxy)
+        if key not in self._environ:
+            ca = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+            self._environ[key] = (get_environ_proxies(url, no_proxy=no_proxy), ca)
+        env_proxies, ca = self._environ[key]
+        if proxies is not None:
+            for k, v in env_proxies.items():
+                proxies.setdefault(k, v)
+        if verify is True or verify is None:
+            verify = ca or verify
+        return {
+            "proxies": merge_setting(proxies, self.proxies),
+            "stream": merge_setting(stream, self.stream),
+            "verify": merge_setting(verify, self.verify),
+            "cert": merge_setting(cert, self.cert),
+        }
+
+
 def deadline_session() -> requests.Session:
-    session = requests.Session()
+    session = _Session()
     adapter = DeadlineAdapter()
     session.mount("http://", adapter)
     session.mount("https://", adapter)
