@@ -122,19 +122,16 @@ class CandleCache:
         check_candles(series, candles)
         candles = sorted(candles, key=lambda c: c.start)
         found = int(exhausted_at or time.time()) if exhausted else 0
-        pairs: list[object] = []
-        members: dict[bytes, int] = {}
+        members: dict[bytes, int] = {}  # each member's score is its timestamp (in the script)
         for c in candles:
-            member = c.member(series.symbol, series.timeframe.name).encode()
-            members[member] = c.timestamp_ms
-            pairs += [c.timestamp_ms, member]
+            members[c.member(series.symbol, series.timeframe.name).encode()] = c.timestamp_ms
         held, announced = self._write(
             [
                 self.key(series),
                 self.checked_key(series),
                 series.close_channel(self.user_id, self.exchange_id),
             ],
-            [*junk, *pairs],
+            [*junk, *members],
             ttl=self.ttl_s,
             keep=MAX_MEMBERS,
             checked_upto=(checked_upto or 0) * 1000,

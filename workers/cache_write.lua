@@ -14,19 +14,25 @@ local exhausted_at = ARGV[4]            -- when nothing older was found (UNIX s;
 local announce = tonumber(ARGV[5])      -- 0 nothing, 1 every new candle (oldest first),
                                         -- 2 only the newest candle if it is new
 local junk = tonumber(ARGV[6])          -- members to remove first: they break the contract
--- then the junk members (ARGV[7] ...), then score, member pairs, oldest first
+-- then the junk members (ARGV[7] ...), then the members, oldest first: each one's score is
+-- its own timestamp, read from its text (the writer checked it is `{"timestamp":<ms>,...`)
 for i = 7, 6 + junk do
   redis.call('ZREM', key, ARGV[i])
 end
 local fresh = {}
-for i = 7 + junk, #ARGV, 2 do
-  if redis.call('ZCOUNT', key, ARGV[i], ARGV[i]) == 0 then
-    fresh[#fresh + 1] = ARGV[i + 1]
+for i = 7 + junk, #ARGV do
+  local member = ARGV[i]
+  local score = string.match(member, '^{"timestamp":([1-9][0-9]*),')
+  if not score then
+    return redis.error_reply('member without a leading timestamp: ' .. string.sub(member, 1, 40))
+  end
+  if redis.call('ZCOUNT', key, score, score) == 0 then
+    fresh[#fresh + 1] = member
   elseif announce == 2 then
     fresh = {}
   end
-  redis.call('ZREMRANGEBYSCORE', key, ARGV[i], ARGV[i])
-  redis.call('ZADD', key, ARGV[i], ARGV[i + 1])
+  redis.call('ZREMRANGEBYSCORE', key, score, score)
+  redis.call('ZADD', key, score, member)
 end
 if announce == 2 and #fresh > 0 then
   -- only the newest written candle, and only if it is itself new
