@@ -12,9 +12,9 @@ import functools
 import threading
 import time
 from typing import Protocol
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
-import requests
+import urllib3
 
 from core import defaults
 from core.candle import Candle, merge
@@ -27,8 +27,8 @@ from workers.exchange.api import Budget, ExchangeApi
 from workers.exchange.body import (
     BodyError,
     Deadline,
+    Http,
     SendCancelled,
-    deadline_session,
     read_body,
 )
 from workers.trace import trace
@@ -57,7 +57,6 @@ class CandleClient:
         *,
         budget: RequestBudget | None = None,
         timeout: tuple[float, float] = (3.05, defaults.REQUEST_TIMEOUT_S),
-        session: requests.Session | None = None,
         deadline_s: float = defaults.REQUEST_DEADLINE_S,
         max_body_bytes: int = defaults.MAX_BODY_BYTES,
         max_reset_s: float = defaults.MAX_RESET_S,
@@ -71,7 +70,6 @@ class CandleClient:
         self.max_body_bytes = max_body_bytes
         self.max_reset_s = max_reset_s
         self.max_skew_s = max_skew_s
-        self._session = session
         self._local = threading.local()  # one session and counters per thread (threads pool)
 
     @property
@@ -84,10 +82,10 @@ class CandleClient:
         return self.api.dense
 
     @property
-    def session(self) -> requests.Session:
-        if getattr(self._local, "session", None) is None:
-            self._local.session = self._session or deadline_session()
-        return self._local.session
+    def http(self) -> Http:
+        if getattr(self._local, "http", None) is None:
+            self._local.http = Http()
+        return self._local.http
 
     @property
     def requests_made(self) -> int:
@@ -200,7 +198,7 @@ class CandleClient:
                 )
                 self._local.server_time = closed_before
                 self._feedback(resp)
-                if resp.status_code != 200:
+                if resp.status != 200:
                     raise self._error(resp, deadline, where)
                 try:
                     body = read_body(resp, self.max_body_bytes, deadline)
@@ -213,40 +211,36 @@ class CandleClient:
             except BaseException:
                 resp.close()  # never back into the pool: it may be half read or shut down
                 raise
-        resp.raw.release_conn()
+        resp.release_conn()
         return found
 
-    def _feedback(self, resp: requests.Response) -> None:
+    def _feedback(self, resp: urllib3.BaseHTTPResponse) -> None:
         """The exchange's own count of our requests: the budget slows the fleet when the
         exchange sees more than the budget planned (sends bunched on the way, or another
         client on the same key or IP), before that turns into 429s."""
-        if self.budget is None or resp.status_code == 429:
+        if self.budget is None or resp.status == 429:
             return  # a 429 slows the fleet on its own (`_error`)
         self.api.feedback(resp.headers, self.budget)
 
     def _send(
         self, path: str, params: dict, headers: dict, deadline: Deadline, where: dict
-    ) -> requests.Response:
+    ) -> urllib3.BaseHTTPResponse:
+        url = f"{self.base_url}{path}?{urlencode(params)}"
         try:
-            return self.session.get(
-                self.base_url + path,
-                params=params,
-                headers=headers,
-                timeout=self.timeout,
-                stream=True,
-                allow_redirects=False,  # no exchange redirects candles: never follow
-            )
-        except requests.RequestException as e:
+            return self.http.get(url, headers, self.timeout)
+        except urllib3.exceptions.HTTPError as e:
             if deadline.expired:
                 raise TransientError(
                     f"no answer within the {self.deadline_s:g}s deadline", **where
                 ) from None
-            if isinstance(e, requests.Timeout):
+            if isinstance(e, urllib3.exceptions.TimeoutError):
                 raise TransientError("request timed out", **where) from None
             raise TransientError(f"connection failed ({type(e).__name__})", **where) from None
 
-    def _error(self, resp: requests.Response, deadline: Deadline, where: dict) -> ExchangeError:
-        status = resp.status_code
+    def _error(
+        self, resp: urllib3.BaseHTTPResponse, deadline: Deadline, where: dict
+    ) -> ExchangeError:
+        status = resp.status
         if 300 <= status < 400:
             return InvalidResponse(f"redirect {status} not followed", status=status, **where)
         try:
