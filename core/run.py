@@ -103,7 +103,7 @@ class RunStore:
         if not outcomes:
             return
         key = keys.run(run_id, "outcomes")
-        pipe = self.redis.pipeline()
+        pipe = self.redis.pipeline(transaction=False)  # no MULTI: each command stands alone
         pipe.hset(key, mapping={o.series: o.to_json() for o in outcomes})
         pipe.expire(key, RUN_TTL_S)
         pipe.publish(keys.progress_channel(run_id), str(len(outcomes)))

@@ -5,7 +5,8 @@
 -- product is bad) may probe only one cool-down after the others could: a healthy series
 -- gets the probe first, and its success closes the breaker, so a few bad products cannot
 -- keep it open by probing. With only suspects left, they still probe (one at a time).
--- returns {verdict, transition, wait_ms}: allow -> 1 (go) or 0 (do not ask the exchange);
+-- returns {verdict, transition, wait_ms}: allow -> 1 (go), 2 (go; a success would change
+-- nothing) or 0 (do not ask the exchange);
 -- transition is 'opened', 'closed' or '' so exactly one worker logs each change; wait_ms
 -- is how long until this caller may be let through (0 unless denied).
 local key = KEYS[1]            -- hash: state (closed|open), failures, until_ms, probe_ms
@@ -19,7 +20,12 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local state = redis.call('HGET', key, 'state') or 'closed'
 local keep = cooldown * 20 + 60000
 if op == 'allow' then
-  if state ~= 'open' then return {1, '', 0} end
+  if state ~= 'open' then
+    -- 2: go, and nothing is there for a success to reset (the caller need not report it)
+    local failures = tonumber(redis.call('HGET', key, 'failures') or '0')
+    if failures == 0 and redis.call('EXISTS', failed_series) == 0 then return {2, '', 0} end
+    return {1, '', 0}
+  end
   local until_ms = tonumber(redis.call('HGET', key, 'until_ms') or '0')
   if series ~= '' and redis.call('SISMEMBER', failed_series, series) == 1 then
     until_ms = until_ms + cooldown  -- a suspect: the others probe first
