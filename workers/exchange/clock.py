@@ -10,6 +10,7 @@ read as seconds or as an absolute time, and never pauses longer than `max_s`.
 from __future__ import annotations
 
 import email.utils
+import functools
 import logging
 import math
 import threading
@@ -25,11 +26,17 @@ _skew_logged_at = -math.inf
 
 
 def http_date(value: str | None) -> float | None:
-    """UNIX seconds of an HTTP date, or None for anything else."""
+    """UNIX seconds of an HTTP date, or None for anything else (the last few answers'
+    dates are remembered: every answer within a second carries the same one)."""
     if not value:
         return None
+    return _http_date(value[:64])
+
+
+@functools.lru_cache(maxsize=8)
+def _http_date(value: str) -> float | None:
     try:
-        ts = email.utils.parsedate_to_datetime(value[:64]).timestamp()
+        ts = email.utils.parsedate_to_datetime(value).timestamp()
     except (TypeError, ValueError, OverflowError, IndexError):
         return None
     return ts if math.isfinite(ts) else None
