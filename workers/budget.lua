@@ -57,34 +57,43 @@ if n > 0 then
 end
 
 -- Live work, and a thread whose slot went stale (it was in line already), may go before
--- reservations made for later: at the earliest time that keeps every window holding it
--- within the limit and is a least gap from every other send. Only windows holding the
--- new send change; each starts just after (t - window) or at a send in (t - window, t].
+-- reservations made for later: at the earliest time within a window of now that keeps
+-- every window holding it within the limit and is a least gap from every other send.
+-- Only windows holding the new send change: each starts just after (t - window) or at a
+-- send in (t - window, t]. `es` is sorted; one pass per candidate, a bounded number of them.
 local function fits(t, es)
-  for _, e in ipairs(es) do
-    if math.abs(e - t) < min_gap then return false end
+  local n = #es
+  local lo = 1
+  while lo <= n and es[lo] <= t - window do lo = lo + 1 end
+  local hi = lo
+  while hi <= n and es[hi] < t + min_gap do
+    if es[hi] > t - min_gap then return false end  -- too close to another send
+    hi = hi + 1
   end
-  local function over(from, incl)  -- sends in the window from `from`, plus this one
-    local c = 1
-    for _, e in ipairs(es) do
-      if (e > from or (incl and e == from)) and e < from + window then c = c + 1 end
-    end
-    return c > limit
-  end
-  if over(t - window, false) then return false end
-  for _, e in ipairs(es) do
-    if e > t - window and e <= t and over(e, true) then return false end
+  hi = lo
+  while hi <= n and es[hi] < t do hi = hi + 1 end
+  if hi - lo + 1 > limit then return false end  -- the window just after t - window
+  hi = lo
+  for i = lo, n do
+    if es[i] > t then break end
+    if hi < i then hi = i end
+    while hi <= n and es[hi] < es[i] + window do hi = hi + 1 end
+    if hi - i + 1 > limit then return false end  -- the window from this send
   end
   return true
 end
+local MAX_CANDIDATES = 64
 if (live or stale ~= '') and send_at > start then
+  local horizon = math.min(send_at, start + window)
   local raw = redis.call('ZRANGEBYSCORE', sends, string.format('(%.0f', start - window),
-                         string.format('(%.0f', send_at + window), 'WITHSCORES')
+                         string.format('(%.0f', horizon + window), 'WITHSCORES')
   local es = {}
   for i = 2, #raw, 2 do es[#es + 1] = tonumber(raw[i]) end
   local candidates = {start}
   for _, e in ipairs(es) do
-    if e + min_gap > start and e + min_gap < send_at then candidates[#candidates + 1] = e + min_gap end
+    local c = e + min_gap
+    if #candidates >= MAX_CANDIDATES or c >= horizon then break end
+    if c > start then candidates[#candidates + 1] = c end
   end
   for _, c in ipairs(candidates) do
     if fits(c, es) then
