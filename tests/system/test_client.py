@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 
 import pytest
-import requests
 
 from core.credentials import read_key_file
 from core.errors import (
@@ -20,6 +19,7 @@ from core.errors import (
 )
 from core.timeframe import timeframe
 from workers.coinbase.client import CoinbaseClient
+from workers.exchange.body import Http
 
 M5, H1, H4, D1 = (timeframe(n) for n in ("5m", "1h", "4h", "1d"))
 
@@ -161,7 +161,7 @@ def test_product_id_checked_before_any_url_is_built(sim, client, bad):
 def test_sdk_style_https_host_is_signed_as_api_coinbase_com(key_file):
     client = CoinbaseClient("https://api.coinbase.com", read_key_file(key_file))
     assert client.api._signed_host == "api.coinbase.com"
-    assert isinstance(client.session, requests.Session)
+    assert isinstance(client.http, Http)  # urllib3's pools with the deadline hook
 
 
 def test_newest_keeps_only_the_newest_candles_of_one_page(sim, client):

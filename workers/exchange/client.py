@@ -233,7 +233,10 @@ class CandleClient:
                 raise TransientError(
                     f"no answer within the {self.deadline_s:g}s deadline", **where
                 ) from None
-            if isinstance(e, urllib3.exceptions.TimeoutError):
+            # urllib3 files a refused connection under its connect timeout: not a timeout
+            if isinstance(e, urllib3.exceptions.TimeoutError) and not isinstance(
+                e, urllib3.exceptions.NewConnectionError
+            ):
                 raise TransientError("request timed out", **where) from None
             raise TransientError(f"connection failed ({type(e).__name__})", **where) from None
 
