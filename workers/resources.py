@@ -94,14 +94,8 @@ class WorkerResources:
             self.broker,
             budget,
             rate,
-            # A task waiting for a budget slot holds its message: give up (and retry) first,
-            # but never before a whole window (a full window's next slot is up to one away:
-            # Binance's is 10 s, and a shorter wait would only retry into the same queue).
-            max_wait_s=max(
-                2.0,
-                window.get("window_s", 1.0) + 1.0,
-                min(30.0, s.backfill_visibility_timeout_s / 3),
-            ),
+            # A task waiting for a budget slot holds its message: give up (and retry) first.
+            max_wait_s=max(2.0, min(30.0, s.backfill_visibility_timeout_s / 3)),
             max_reset_s=s.backfill_max_reset_s,
             **window,
         )

@@ -122,7 +122,10 @@ def test_weight_never_exceeds_the_budget_in_any_60_s(rclient, redis_url, sim, bi
                                                      start_workers):  # fmt: skip
     limit = 120  # weight per minute; the fleet plans 0.8 of it: 96, 48 klines
     binance.configure(weight_limit=limit)
-    start_workers(2, env=env_for(binance, BINANCE_WEIGHT_LIMIT=str(limit)))
+    # slots come a 10-s window apart here: the budget wait (a third of the visibility
+    # timeout) must cover one, which the tests' 8-s default does not (README: faults)
+    start_workers(2, env=env_for(binance, BINANCE_WEIGHT_LIMIT=str(limit),
+                                 BACKFILL_VISIBILITY_TIMEOUT_S="36"))  # fmt: skip
     symbols = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "ADAUSDT")
     clear_of_close(300, 45)  # ~25 s at 48 klines a minute: a 5m close inside would top up
     d = dispatch([BackfillConfig(symbols=symbols, timeframes=("5m", "15m", "1h", "4h"),
