@@ -81,18 +81,16 @@ def parse_candle(
         if start is None:
             start = _read(raw, "start", js_integer)
         volume_text = str(raw["volume"])
-        o, h, lo, c, v = _plain_decimals(raw) or (
+        candle = Candle(  # positional: the fields' order (a per-candle cost, ~10^5 a run)
+            start,
             _read(raw, "open", js_decimal),
             _read(raw, "high", js_decimal),
             _read(raw, "low", js_decimal),
             _read(raw, "close", js_decimal),
             _read(raw, "volume", js_decimal),
-        )
-        candle = Candle(  # positional: the fields' order (a per-candle cost, ~10^5 a run)
-            start, o, h, lo, c, v,
             start + timeframe.seconds <= closed_before,
             volume_text if _exact_decimal(volume_text) else None,
-        )  # fmt: skip
+        )
     except (KeyError, TypeError, ValueError) as e:
         shown = clean_text(repr(raw)[:400], 160)
         raise TransientError(f"malformed candle {shown}: {clean_text(e, 80)}") from None
@@ -100,18 +98,6 @@ def parse_candle(
     if problem:
         raise TransientError(f"invalid candle at {candle.start}: {problem}")
     return candle
-
-
-def _plain_decimals(raw: Mapping[str, object]) -> list[float] | None:
-    """Open, high, low, close and volume when all five are the exchanges' usual text
-    (ASCII digits with at most one dot: in the strict grammar as they are), else None
-    (`js_decimal` then reads each and names what is wrong)."""
-    texts = [raw["open"], raw["high"], raw["low"], raw["close"], raw["volume"]]
-    for t in texts:
-        if type(t) is not str or not t.isascii() or not t.replace(".", "", 1).isdigit():
-            return None
-    values = [float(t) for t in texts]
-    return values if max(values) < _INF else None
 
 
 def _read(raw: Mapping[str, object], name: str, read: Callable[[str], _N]) -> _N:

@@ -70,7 +70,7 @@ class CandleClient:
         self.max_body_bytes = max_body_bytes
         self.max_reset_s = max_reset_s
         self.max_skew_s = max_skew_s
-        self._local = threading.local()  # one session and counters per thread (threads pool)
+        self._local = threading.local()  # one Http and counters per thread (threads pool)
 
     @property
     def cap(self) -> int:
