@@ -320,6 +320,9 @@ def scale(
         "worker_cpu_ms_per_series": round(cpu_ms, 2),
         "noop_cpu_ms_per_task": round(noop_ms, 2),
         "worker_cpu_ratio": round(cpu_ms / noop_ms, 2),
+        # the kernel's part of each (system time: syscalls, thread wakeups)
+        "worker_cpu_system_share": round(cpu.system["workers"] / cpu.used["workers"], 2),
+        "noop_cpu_system_share": round(noop_cpu.system["workers"] / noop_cpu.used["workers"], 2),
         # every simulator process (the CpuMeter counts the tree) over one core
         "sim_cpu_share": round(cpu.used["sim"] / end_s, 3),
     }

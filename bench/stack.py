@@ -195,13 +195,15 @@ class CpuMeter:
         self.groups = groups
         self.alone = alone  # groups measured without their children
         self.used: dict[str, float] = {}
-        self._start: dict[str, float] = {}
+        self.system: dict[str, float] = {}  # of `used`, the kernel's share (syscalls, wakeups)
+        self._start: dict[str, tuple[float, float]] = {}
 
     @staticmethod
-    def _cpu(pids: list[int], children: bool = True) -> float:
+    def _cpu(pids: list[int], children: bool = True) -> tuple[float, float]:
+        """(user + system, system) seconds of these processes (and their children)."""
         import psutil
 
-        total = 0.0
+        total = system = 0.0
         for pid in pids:
             try:
                 p = psutil.Process(pid)
@@ -212,14 +214,15 @@ class CpuMeter:
                 with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
                     t = q.cpu_times()
                     total += t.user + t.system
-        return total
+                    system += t.system
+        return total, system
 
     def __enter__(self) -> CpuMeter:
         self._start = {k: self._cpu(v, k not in self.alone) for k, v in self.groups.items()}
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.used = {
-            k: round(self._cpu(v, k not in self.alone) - self._start[k], 2)
-            for k, v in self.groups.items()
-        }
+        for k, v in self.groups.items():
+            total, system = self._cpu(v, k not in self.alone)
+            self.used[k] = round(total - self._start[k][0], 2)
+            self.system[k] = round(system - self._start[k][1], 2)

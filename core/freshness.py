@@ -14,7 +14,7 @@ another type is a `problem`: that series fails with the key named, the run goes 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import redis
@@ -135,15 +135,9 @@ def read_states(
     now: float | None = None,
     exhausted_recheck_s: float = EXHAUSTED_RECHECK_S,
     window: int | None = None,
-    known: Mapping[bytes, int] | None = None,
 ) -> list[CachedState]:
     """For each (series, bucket start): its newest n valid members at or before that bucket,
-    and the junk among the newest `window` (default: n) members there. `known` members at
-    their own scores (what the caller just wrote) are sound without being parsed again.
-
-    'Exhausted' counts only if it was found less than `exhausted_recheck_s` ago (0: never):
-    short history is checked again later, not remembered as final.
-    """
+    and the junk among the newest `window` (default: n) members there (`state_of`)."""
     now = time.time() if now is None else now
     window = max(n, window or n)
     pipe = client.pipeline(transaction=False)
@@ -170,25 +164,41 @@ def read_states(
         if problem:
             out.append(CachedState([], problem=problem))
             continue
-        starts, junk = [], []
-        for raw, score in members:
-            if (known and known.get(raw) == score) or is_member_at(raw, score, series):
-                if len(starts) < n:
-                    starts.append(int(score) // 1000)
-            else:
-                junk.append(raw)
-        upto, exhausted = checked
-        at = _exhausted_at(exhausted)
-        out.append(
-            CachedState(
-                starts,
-                _int(upto) // 1000 if _int(upto) else None,
-                at is not None and now - at < exhausted_recheck_s,
-                at,
-                tuple(junk),
-            )
-        )
+        out.append(state_of(series, members, checked, n, now, exhausted_recheck_s))
     return out
+
+
+def state_of(
+    series: Series,
+    members: Iterable[tuple[bytes | None, float]],
+    checked: Sequence[bytes | None],
+    n: int,
+    now: float,
+    exhausted_recheck_s: float = EXHAUSTED_RECHECK_S,
+) -> CachedState:
+    """A series' state from its members (newest first, with scores: a member `None` is one
+    the caller just wrote there, sound without being parsed again) and its checked hash
+    (`upto`, `exhausted`).
+
+    'Exhausted' counts only if it was found less than `exhausted_recheck_s` ago (0: never):
+    short history is checked again later, not remembered as final.
+    """
+    starts, junk = [], []
+    for raw, score in members:
+        if raw is None or is_member_at(raw, score, series):
+            if len(starts) < n:
+                starts.append(int(score) // 1000)
+        else:
+            junk.append(raw)
+    upto, exhausted = checked
+    at = _exhausted_at(exhausted)
+    return CachedState(
+        starts,
+        _int(upto) // 1000 if _int(upto) else None,
+        at is not None and now - at < exhausted_recheck_s,
+        at,
+        tuple(junk),
+    )
 
 
 def reader_window(n: int) -> int:

@@ -105,6 +105,7 @@ class FleetBudget:
         self.late_tolerance_s = late_tolerance_s
         self.late_wakes = 0
         self.factor = 1.0
+        self._crowded_quiet_until = 0.0  # monotonic: this process reported a near-miss
 
     def acquire(self) -> None:
         """Block this task (only) until its slot; raise `BudgetTimeout` past `max_wait_s`.
@@ -209,7 +210,15 @@ class FleetBudget:
 
     def crowded(self) -> None:
         """The exchange's own count says it sees more of us than planned: one step down
-        (once per window), recovering as after a 429."""
+        (once per window), recovering as after a 429.
+
+        The step is once per window fleet-wide, so this process reports at most once a
+        window: a crowded window's every answer says the same, and each report is a round
+        trip."""
+        now = time.monotonic()
+        if now < self._crowded_quiet_until:
+            return
+        self._crowded_quiet_until = now + self.window_us / 1e6
         factor = self._throttle(
             self._throttle_keys,
             recovery=RECOVERY_PER_S,

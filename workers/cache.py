@@ -10,8 +10,7 @@ in-memory one for unit tests of that logic; the Redis tests stay the reference.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import redis
@@ -19,7 +18,7 @@ import redis
 from core import defaults, keys
 from core.candle import Candle
 from core.errors import InvalidCandle
-from core.freshness import EXHAUSTED_RECHECK_S, CachedState, read_states
+from core.freshness import EXHAUSTED_RECHECK_S, CachedState, read_states, state_of
 from core.series import Series
 from workers.lua import LuaScript
 
@@ -33,8 +32,7 @@ ANNOUNCE_NONE, ANNOUNCE_NEW, ANNOUNCE_NEWEST = 0, 1, 2
 class Written:
     held: int  # members the series holds after the write
     announced: int  # close events published (candles that were new)
-    # what was written, member -> score: reading the series back need not parse these again
-    members: Mapping[bytes, int] = field(default_factory=dict, compare=False, repr=False)
+    state: CachedState | None = None  # after the write, where a read-back was asked for
 
 
 class CandleStore(Protocol):
@@ -48,15 +46,11 @@ class CandleStore(Protocol):
         exhausted_at: float | None = None,
         announce: int = ANNOUNCE_NONE,
         junk: tuple[bytes, ...] = (),
+        read_back: tuple[int, int] | None = None,
     ) -> Written: ...
 
     def state(
-        self,
-        series: Series,
-        upto_start: int,
-        n: int,
-        window: int | None = None,
-        known: Mapping[bytes, int] | None = None,
+        self, series: Series, upto_start: int, n: int, window: int | None = None
     ) -> CachedState: ...
 
 
@@ -105,6 +99,7 @@ class CandleCache:
         exhausted_at: float | None = None,
         announce: int = ANNOUNCE_NONE,
         junk: tuple[bytes, ...] = (),
+        read_back: tuple[int, int] | None = None,
     ) -> Written:
         """Write closed candles for one series, and announce the new ones on its close
         channel (the platform recomputes on each message), atomically.
@@ -118,48 +113,57 @@ class CandleCache:
         `junk`: members read before (`CachedState.junk`) that break the contract: removed
         in the same call, so a series is never written around junk the platform would
         refuse.
+        `read_back` (bucket start, n): the series' state after the write, as `state()`
+        reads it, in the same call (`Written.state`): what this call wrote is not sent
+        back, and what another writer put there is checked as any member is.
         """
         check_candles(series, candles)
         candles = sorted(candles, key=lambda c: c.start)
         found = int(exhausted_at or time.time()) if exhausted else 0
-        members: dict[bytes, int] = {}  # each member's score is its timestamp (in the script)
-        for c in candles:
-            members[c.member(series.symbol, series.timeframe.name).encode()] = c.timestamp_ms
-        held, announced = self._write(
+        # one argument: each member's score is its timestamp (read in the script)
+        symbol, tf = series.symbol, series.timeframe.name
+        members = "\n".join([c.member(symbol, tf) for c in candles])
+        if members.count("\n") != max(0, len(candles) - 1):  # never: the text is ours
+            raise InvalidCandle(f"{series}: a member holds a line break")
+        upto, n = read_back if read_back is not None else ("", 0)
+        reply = self._write(
             [
                 self.key(series),
                 self.checked_key(series),
                 series.close_channel(self.user_id, self.exchange_id),
             ],
-            [*junk, *members],
+            [*junk, members],
             ttl=self.ttl_s,
             keep=MAX_MEMBERS,
             checked_upto=(checked_upto or 0) * 1000,
             exhausted_at=found,
             announce=announce,
             junk=len(junk),
+            back_upto=upto if upto == "" else upto * 1000,
+            back_n=n,
         )
-        return Written(int(held), int(announced), members)
+        state = None
+        if read_back is not None:
+            pairs = zip(reply[4::2], reply[5::2], strict=True)
+            state = state_of(
+                series,
+                ((None if m == 1 else m, float(s)) for s, m in pairs),
+                reply[2:4],
+                n,
+                time.time(),
+                self.exhausted_recheck_s,
+            )
+        return Written(int(reply[0]), int(reply[1]), state)
 
     def state(
-        self,
-        series: Series,
-        upto_start: int,
-        n: int,
-        window: int | None = None,
-        known: Mapping[bytes, int] | None = None,
+        self, series: Series, upto_start: int, n: int, window: int | None = None
     ) -> CachedState:
         """The newest n members at or before bucket `upto_start` (and the junk among the
-        newest `window`), in one round trip; `known`: members this writer just wrote (at
-        these scores), sound without parsing them again."""
-        return self.states([(series, upto_start)], n, window, known)[0]
+        newest `window`), in one round trip."""
+        return self.states([(series, upto_start)], n, window)[0]
 
     def states(
-        self,
-        wanted: list[tuple[Series, int]],
-        n: int,
-        window: int | None = None,
-        known: Mapping[bytes, int] | None = None,
+        self, wanted: list[tuple[Series, int]], n: int, window: int | None = None
     ) -> list[CachedState]:
         return read_states(
             self.redis,
@@ -169,7 +173,6 @@ class CandleCache:
             exchange_id=self.exchange_id,
             exhausted_recheck_s=self.exhausted_recheck_s,
             window=window,
-            known=known,
         )
 
 
@@ -194,6 +197,7 @@ class MemoryCandleStore:
         exhausted_at: float | None = None,
         announce: int = ANNOUNCE_NONE,
         junk: tuple[bytes, ...] = (),
+        read_back: tuple[int, int] | None = None,
     ) -> Written:
         check_candles(series, candles)
         held = self.members.setdefault(series.name, {})
@@ -213,15 +217,11 @@ class MemoryCandleStore:
             at = (exhausted_at or self.clock()) if exhausted else None
             self.checked[series.name] = (max(old_upto or 0, checked_upto), at)
         self.writes += 1
-        return Written(len(held), len(announced))
+        state = self.state(series, *read_back) if read_back is not None else None
+        return Written(len(held), len(announced), state)
 
     def state(
-        self,
-        series: Series,
-        upto_start: int,
-        n: int,
-        window: int | None = None,
-        known: Mapping[bytes, int] | None = None,
+        self, series: Series, upto_start: int, n: int, window: int | None = None
     ) -> CachedState:
         held = self.members.get(series.name, {})
         starts = sorted((s for s in held if s <= upto_start), reverse=True)[:n]

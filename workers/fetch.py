@@ -106,6 +106,7 @@ def fill_series(
             exhausted=state.exhausted,
             announce=options.announce,
             exhausted_at=state.exhausted_at,  # a tail does not renew it: it is rechecked
+            read_back=(last_closed, n),
         )
         trace.mark("written")
         out.candles_written, out.announced = len(closed), written.announced
@@ -119,11 +120,12 @@ def fill_series(
             exhausted=len(closed) < n,
             announce=options.announce,
             junk=state.junk,
+            read_back=(last_closed, n),
         )
         trace.mark("written")
         out.candles_written, out.announced = len(closed), written.announced
     if out.mode != "fresh":  # the junk went with the write: the newest n say the rest
-        state = cache.state(series, last_closed, n, known=written.members)
+        state = written.state
     done = fresh_outcome(series, state, options.min_candles, now=now, n=n)
     out.candles_cached, out.newest_ts, out.gaps = done.candles_cached, done.newest_ts, done.gaps
     out.requests = client.requests_made - requests_before

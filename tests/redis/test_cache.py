@@ -124,3 +124,23 @@ def test_a_member_written_by_the_platform_is_replaced_not_duplicated(rclient):
     cache.write(S, [corrected])
     held = rclient.zrangebyscore(S.cache_key(), T0 * 1000, T0 * 1000)
     assert held == [corrected.member("BTC-USD", "5m").encode()]  # replaced, one per bucket
+
+
+def test_the_write_reads_the_series_back_as_state_reads_it(rclient):
+    """`read_back`: the state after the write, in the same call, equal to a separate
+    `state()`: another writer's members are checked (junk named), ours are not resent."""
+    cache = CandleCache(rclient)
+    key = cache.key(S)
+    other = candles(2, start=T0 - 600, px=50.0)  # another writer's sound members, older
+    for c in other:
+        rclient.zadd(key, {c.member("BTC-USD", "5m"): c.timestamp_ms})
+    rclient.zadd(key, {b"not json": (T0 - 900) * 1000})  # junk, older still
+    rclient.zadd(key, {b"\xff after": (T0 + 10 * 300) * 1000})  # junk after the bucket asked
+    newest = T0 + 4 * 300
+    for n in (3, 7, 50):
+        written = cache.write(S, candles(5), checked_upto=newest, read_back=(newest, n))
+        assert written.state == cache.state(S, newest, n)
+    st = written.state
+    assert st.starts == [T0 + i * 300 for i in range(4, -3, -1)]  # 5 ours, 2 the other's
+    assert st.junk == (b"not json",) and st.checked_upto == newest
+    assert cache.write(S, candles(1)).state is None  # none asked for: none read

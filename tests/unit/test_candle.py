@@ -4,8 +4,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.candle import Candle, aggregate, merge, parse_candle
+from core.candle import Candle, aggregate, merge, parse_candle, parse_candles
 from core.errors import TransientError
+from core.jsnum import js_number
 from core.timeframe import timeframe
 
 H1, H4, M5 = timeframe("1h"), timeframe("4h"), timeframe("5m")
@@ -171,3 +172,91 @@ def test_member_round_trips_every_value_exactly(bucket, values):
     assert [back[k] for k in ("open", "high", "low", "close", "volume")] == values
     assert back["timestamp"] == bucket * 300_000
     assert ".0," not in text and "e-0" not in text  # never Python's 310.0 or 1e-05
+
+
+any_float = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([310.0, -0.0, 0.0, 1e-4, 9.9e-5, 1e16, 9999999999999998.0, 1e21, 0.1]),
+)
+
+
+@given(st.lists(any_float, min_size=5, max_size=5))
+def test_member_fast_path_prints_what_js_number_prints(values):
+    """The member's one-pass layout (repr where it is already JavaScript's) against the
+    reference, `js_number` for each value: the same text, or the same refusal."""
+    candle = Candle(1712192400, *values)
+    try:
+        want = [js_number(x) for x in values]
+    except ValueError:
+        with pytest.raises(ValueError):
+            candle.member("BTC-USD", "1h")
+        return
+    text = candle.member("BTC-USD", "1h")
+    got = [text.split(f'"{k}":')[1].split(",")[0] for k in ("open", "high", "low", "close")]
+    got.append(text.split('"volume":')[1].split(",")[0])
+    assert got == want
+
+
+number_text = st.one_of(
+    st.from_regex(r"\A[0-9]{1,6}(\.[0-9]{0,8})?\Z"),
+    st.sampled_from(["0", "1.", ".5", ".", "", "1e3", "1_0", "\u0661", " 1", "-1", "1e400",
+                     "9" * 400, "NaN", "Infinity", "0x10", "1.2.3"]),
+    st.integers(-5, 10**6),
+    st.floats(allow_nan=True),
+    st.none(),
+)  # fmt: skip
+
+
+def _outcome(parse):
+    try:
+        return parse()
+    except TransientError as e:
+        return ("error", str(e))
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(-2, 4), st.lists(number_text, min_size=5, max_size=5)),
+        max_size=6,
+    )
+)
+@settings(max_examples=400)
+def test_page_parse_is_parse_candle_row_by_row(rows):
+    """`parse_candles`' fast path gives the candles (volume text included) and the first
+    error `parse_candle` gives, on usual rows and on hostile ones."""
+    raws, starts = [], []
+    for bucket, (o, h, low, c, v) in rows:
+        start = T0 + bucket * 3600 + (1 if bucket == 4 else 0)  # 4: not aligned
+        raws.append({"start": str(start), "open": o, "high": h, "low": low, "close": c,
+                     "volume": v})  # fmt: skip
+        starts.append(start)
+
+    def one_by_one():
+        return [parse_candle(r, H1, T0 + 7200, start=s) for r, s in zip(raws, starts, strict=True)]
+
+    want = _outcome(one_by_one)
+    got = _outcome(lambda: parse_candles(raws, starts, H1, T0 + 7200))
+    assert got == want
+    if not isinstance(want, tuple):
+        assert [c.volume_text for c in got] == [c.volume_text for c in want]
+
+
+plain = st.from_regex(r"\A(0|[1-9][0-9]{0,6})(\.[0-9]{0,9})?\Z|\A\.[0-9]{1,6}\Z")
+
+
+@given(st.lists(st.tuples(st.lists(plain, min_size=4, max_size=4), plain), max_size=8))
+def test_page_parse_of_sound_rows_is_parse_candle_row_by_row(rows):
+    """Sound rows of plain text (the fast path's case: low <= open, close <= high)."""
+    raws, starts = [], []
+    for i, (prices, v) in enumerate(rows):
+        low, o, c, h = sorted(prices, key=float)
+        raws.append({"start": str(T0 + i * 3600), "open": o, "high": h, "low": low,
+                     "close": c, "volume": v})  # fmt: skip
+        starts.append(T0 + i * 3600)
+    want = _outcome(lambda: [parse_candle(r, H1, T0 + 7200) for r in raws])
+    got = _outcome(lambda: parse_candles(raws, starts, H1, T0 + 7200))
+    assert got == want
+    if not isinstance(want, tuple):
+        assert [(c.volume_text, c.closed) for c in got] == [
+            (c.volume_text, c.closed) for c in want
+        ]

@@ -9,6 +9,7 @@ attacker on the path can send any JSON at all.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from itertools import chain
 from operator import itemgetter
 
 from core.jsnum import js_json_loads
@@ -28,10 +29,10 @@ _row_fields = itemgetter(*FIELDS)
 def _all_scalar_rows(rows: list) -> bool:
     """Every row an object whose every field is a string or a number (the usual answer,
     checked in one pass; the loop below names what is wrong otherwise)."""
-    if not all(type(row) is dict for row in rows):
+    if not set(map(type, rows)) <= {dict}:
         return False
     try:
-        kinds = {type(v) for row in rows for v in _row_fields(row)}
+        kinds = set(map(type, chain.from_iterable(map(_row_fields, rows))))
     except KeyError:
         return False
     return kinds <= _SCALARS
