@@ -23,7 +23,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.jsnum import js_number
+from core.jsnum import js_json_loads, js_json_loads_fast, js_number
 
 NODE = shutil.which("node")
 needs_node = pytest.mark.skipif(NODE is None, reason="node is not installed: no JS oracle")
@@ -247,3 +247,40 @@ def test_matches_node_property(node_lines: subprocess.Popen[str], x: float) -> N
     node_lines.stdin.write(_bits(x) + "\n")
     node_lines.stdin.flush()
     assert js_number(x) == node_lines.stdout.readline().rstrip("\n")
+
+
+def _verdict(loads, text):
+    try:
+        return ("value", repr(loads(text)))
+    except RecursionError:
+        return ("refused", "RecursionError")
+    except ValueError:
+        return ("refused", "ValueError")
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=False, allow_infinity=False)
+    | st.integers(-(2**53) + 1, 2**53 - 1) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)  # fmt: skip
+
+
+@given(json_values)
+def test_fast_loads_reads_what_the_reference_reads(value):
+    text = json.dumps(value).encode()
+    assert _verdict(js_json_loads_fast, text) == _verdict(js_json_loads, text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [b"NaN", b"[Infinity]", b"[-Infinity]", b"[1e400]", b"[-1e400]", b"1" + b"0" * 400,
+     b'"\\ud800"', b'"\\ud834\\udd1e"', "[1]".encode("utf-16"), b"\xef\xbb\xbf[1]",
+     b"[" * 5000 + b"]" * 5000, b"[1,]", b"{'a': 1}", b"", b"\xff", b"[-0]", b"[-0.0]",
+     b"[2.4703282292062328e-324]", b"[1.7976931348623157e308]", b'{"a":1,"a":2}',
+     b"[123456789012345678901234567890]", b"[1E2]", b" [1] "],
+)  # fmt: skip
+def test_fast_loads_refuses_what_the_reference_refuses(text):
+    """The same value or the same refusal; only integers beyond 2**53 - 1 may differ (the
+    callers check their range)."""
+    assert _verdict(js_json_loads_fast, text) == _verdict(js_json_loads, text)

@@ -24,7 +24,7 @@ from core.errors import (
     RateLimited,
     TransientError,
 )
-from core.jsnum import js_json_loads
+from core.jsnum import MAX_SAFE_INTEGER, js_json_loads_fast
 from core.text import clean_text
 from core.timeframe import Timeframe
 from workers.exchange import clock
@@ -65,7 +65,7 @@ class BinanceApi:
     def rows(self, body: bytes, tf: Timeframe) -> list[Mapping[str, object]]:
         """Kline arrays as the common rows (`start` in seconds; text as sent)."""
         try:
-            doc = js_json_loads(body)
+            doc = js_json_loads_fast(body)
         except RecursionError:
             raise BadRows("JSON nested too deeply") from None
         except ValueError as e:
@@ -77,7 +77,12 @@ class BinanceApi:
             if not isinstance(k, list) or len(k) < 6:
                 raise BadRows(f"kline #{i} is not an array of at least 6 fields")
             opened = k[0]
-            if not isinstance(opened, int) or isinstance(opened, bool) or opened % 1000:
+            if (
+                not isinstance(opened, int)
+                or isinstance(opened, bool)
+                or opened % 1000
+                or abs(opened) > MAX_SAFE_INTEGER  # JSON.parse: a double, not a whole ms
+            ):
                 raise BadRows(f"kline #{i}: open time {str(opened)[:40]!r} is not whole seconds")
             for j, name in enumerate(("open", "high", "low", "close", "volume"), start=1):
                 if not isinstance(k[j], str | int | float) or isinstance(k[j], bool):

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from itertools import chain
 from operator import itemgetter
 
-from core.jsnum import js_json_loads
+from core.jsnum import js_json_loads, js_json_loads_fast
 from workers.exchange.rows import FIELDS, BadRows
 
 __all__ = ["BadRows", "candle_rows"]
@@ -26,22 +26,42 @@ _SCALARS = frozenset((str, int, float))  # JSON booleans are `bool`, not `int`, 
 _row_fields = itemgetter(*FIELDS)
 
 
-def _all_scalar_rows(rows: list) -> bool:
-    """Every row an object whose every field is a string or a number (the usual answer,
-    checked in one pass; the loop below names what is wrong otherwise)."""
+def _row_kinds(rows: list) -> set[type] | None:
+    """The types of every row's fields, or None where a row is no object with every field
+    (the usual answer checked in one pass; `candle_rows` names what is wrong otherwise)."""
     if not set(map(type, rows)) <= {dict}:
-        return False
+        return None
     try:
-        kinds = set(map(type, chain.from_iterable(map(_row_fields, rows))))
+        return set(map(type, chain.from_iterable(map(_row_fields, rows))))
     except KeyError:
-        return False
-    return kinds <= _SCALARS
+        return None
 
 
 def candle_rows(body: bytes) -> list[Mapping[str, object]]:
     """The rows of a `{"candles": [{...}, ...]}` body, each an object with every field."""
+    rows = _rows(body, js_json_loads_fast)
+    kinds = _row_kinds(rows)
+    if kinds == {str}:  # Coinbase's form: every number as text
+        return rows
+    if kinds is not None and int in kinds:  # beyond 2**53 - 1 only JSON.parse's double will do
+        rows = _rows(body, js_json_loads)
+        kinds = _row_kinds(rows)
+    if kinds is not None and kinds <= _SCALARS:
+        return rows
+    for i, row in enumerate(rows):  # something is wrong: find and name it
+        if not isinstance(row, dict):
+            raise BadRows(f"candle #{i} is a JSON {_kind(row)}, not an object")
+        for name in FIELDS:
+            value = row.get(name)
+            kind = type(value)
+            if kind is not str and kind is not int and kind is not float:
+                raise BadRows(f"candle #{i}: '{name}' is a JSON {_kind(value)}")
+    return rows
+
+
+def _rows(body: bytes, loads) -> list:
     try:
-        doc = js_json_loads(body)  # NaN/Infinity, as JSON.parse: not JSON
+        doc = loads(body)  # NaN/Infinity, as JSON.parse: not JSON
     except RecursionError:
         raise BadRows("JSON nested too deeply") from None
     except ValueError as e:  # UnicodeDecodeError and JSONDecodeError included
@@ -53,14 +73,4 @@ def candle_rows(body: bytes) -> list[Mapping[str, object]]:
     rows = doc["candles"]
     if not isinstance(rows, list):
         raise BadRows(f"'candles' is a JSON {_kind(rows)}, not a list")
-    if _all_scalar_rows(rows):
-        return rows
-    for i, row in enumerate(rows):  # something is wrong: find and name it
-        if not isinstance(row, dict):
-            raise BadRows(f"candle #{i} is a JSON {_kind(row)}, not an object")
-        for name in FIELDS:
-            value = row.get(name)
-            kind = type(value)
-            if kind is not str and kind is not int and kind is not float:
-                raise BadRows(f"candle #{i}: '{name}' is a JSON {_kind(value)}")
     return rows

@@ -18,7 +18,6 @@ import threading
 import time
 import zlib
 from collections.abc import Callable
-from urllib.parse import urlsplit
 
 import certifi
 import urllib3
@@ -167,39 +166,50 @@ class Http:
     request: about a third of the request's CPU on a worker, measured)."""
 
     def __init__(self) -> None:
-        self._managers: dict[tuple[str, str], urllib3.PoolManager] = {}
+        # per origin (`scheme://host:port`): the pool to ask and whether it takes the whole
+        # URL (a proxy) or the path; looked up by string, not parsed again per request
+        self._routes: dict[str, tuple[urllib3.PoolManager | HTTPConnectionPool, bool]] = {}
+        self._timeouts: dict[tuple[float, float], urllib3.Timeout] = {}
 
     def get(
         self, url: str, headers: dict[str, str], timeout: tuple[float, float]
     ) -> urllib3.BaseHTTPResponse:
         """A GET that follows no redirect, retries nothing and leaves the body unread."""
-        return self._manager(url).urlopen(
+        cut = url.find("/", url.find("//") + 2)
+        origin, target = (url, "/") if cut < 0 else (url[:cut], url[cut:])
+        route = self._routes.get(origin)
+        if route is None:
+            route = self._routes[origin] = self._route(url)
+        opener, whole_url = route
+        limits = self._timeouts.get(timeout)
+        if limits is None:
+            limits = self._timeouts[timeout] = urllib3.Timeout(
+                connect=timeout[0], read=timeout[1]
+            )
+        return opener.urlopen(
             "GET",
-            url,
+            url if whole_url else target,
             headers=headers,
             redirect=False,
             retries=False,
             preload_content=False,
             decode_content=False,
-            timeout=urllib3.Timeout(connect=timeout[0], read=timeout[1]),
+            timeout=limits,
         )
 
-    def _manager(self, url: str) -> urllib3.PoolManager:
-        parts = urlsplit(url)
-        key = (parts.scheme, parts.netloc)
-        manager = self._managers.get(key)
-        if manager is None:
-            ca = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-            ca = ca or certifi.where()
-            tls = {"ca_cert_dir": ca} if os.path.isdir(ca) else {"ca_certs": ca}
-            proxy = select_proxy(url, get_environ_proxies(url))
-            if proxy:
-                manager = urllib3.ProxyManager(proxy, cert_reqs="CERT_REQUIRED", **tls)
-            else:
-                manager = urllib3.PoolManager(cert_reqs="CERT_REQUIRED", **tls)
-            manager.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
-            self._managers[key] = manager
-        return manager
+    def _route(self, url: str) -> tuple[urllib3.PoolManager | HTTPConnectionPool, bool]:
+        ca = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        ca = ca or certifi.where()
+        tls = {"ca_cert_dir": ca} if os.path.isdir(ca) else {"ca_certs": ca}
+        proxy = select_proxy(url, get_environ_proxies(url))
+        if proxy:
+            manager = urllib3.ProxyManager(proxy, cert_reqs="CERT_REQUIRED", **tls)
+        else:
+            manager = urllib3.PoolManager(cert_reqs="CERT_REQUIRED", **tls)
+        manager.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+        if proxy:
+            return manager, True  # the proxy manager words the request for the proxy
+        return manager.connection_from_url(url), False
 
 
 def read_body(resp: urllib3.BaseHTTPResponse, max_bytes: int, deadline: Deadline) -> bytes:
