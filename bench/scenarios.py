@@ -291,13 +291,6 @@ def scale(
             Path(profile_dir),
             {"sim": stack.sim.pid, **{f"worker{i + 1}": p for i, p in enumerate(pids)}},
         )
-    if os.environ.get("BENCH_WARM_SIM"):
-        timed_run(
-            stack,
-            BackfillConfig(symbols=synthetic_symbols(symbols), timeframes=timeframes, full=True),
-            timeout,
-        )
-        stack.sim.reset()
     with RssSampler(pids) as rss_big, cpu, profiler:
         big = timed_run(
             stack,
