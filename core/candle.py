@@ -11,15 +11,14 @@ from operator import itemgetter
 from typing import TypeVar
 
 from core.errors import TransientError
-from core.jsnum import NumberTextError, js_decimal, js_integer, js_number
+from core.jsnum import PLAIN_DECIMAL, NumberTextError, js_decimal, js_integer, js_number
 from core.text import clean_text
 from core.timeframe import Timeframe
 
 _N = TypeVar("_N", int, float)
 _INF = math.inf
-# The exchanges' usual number text, five of a row joined by commas: ASCII digits with at
-# most one dot (what `js_decimal` reads at once; `float` gives the same double there).
-_PLAIN_ROW = re.compile(r"(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:,(?:[0-9]+\.?[0-9]*|\.[0-9]+)){4}")
+# The exchanges' usual number text (`PLAIN_DECIMAL`), five of a row joined by commas
+_PLAIN_ROW = re.compile(PLAIN_DECIMAL + ("," + PLAIN_DECIMAL) * 4)
 _ROW_NUMBERS = itemgetter("open", "high", "low", "close", "volume")
 
 

@@ -40,6 +40,10 @@ __all__ = [
 
 # ECMA-262 StrUnsignedDecimalLiteral without `Infinity`, with a sign; ASCII digits only.
 _DECIMAL = re.compile(r"([+-]?)(?:([0-9]+)(?:\.([0-9]*))?|\.([0-9]+))(?:[eE]([+-]?[0-9]+))?")
+# The exchanges' usual form, in the grammar as it is: ASCII digits with at most one dot
+# (`60123.45`, also `1.`, `.5`); `float` reads it as `Number` does.
+PLAIN_DECIMAL = r"(?:[0-9]+\.?[0-9]*|\.[0-9]+)"
+_PLAIN = re.compile(PLAIN_DECIMAL)
 MAX_SAFE_INTEGER = 2**53 - 1  # Number.MAX_SAFE_INTEGER: larger integers are not exact in JS
 _INF = math.inf
 
@@ -57,9 +61,7 @@ def js_decimal(text: str) -> float:
     """
     if type(text) is not str:
         raise TypeError(f"js_decimal takes a str, got {type(text).__name__}")
-    if text.isascii() and text.replace(".", "", 1).isdigit():
-        # the exchanges' usual form, `60123.45` (also `1.`, `.5`): in the grammar as it is;
-        # only a huge one can still overflow
+    if _PLAIN.fullmatch(text):  # only a huge one can still overflow
         x = float(text)
         if x != _INF:
             return x

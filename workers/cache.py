@@ -125,7 +125,7 @@ class CandleCache:
         members = "\n".join([c.member(symbol, tf) for c in candles])
         if members.count("\n") != max(0, len(candles) - 1):  # never: the text is ours
             raise InvalidCandle(f"{series}: a member holds a line break")
-        upto, n = read_back if read_back is not None else ("", 0)
+        back_upto, back_n = (read_back[0] * 1000, read_back[1]) if read_back else ("", 0)
         reply = self._write(
             [
                 self.key(series),
@@ -139,8 +139,8 @@ class CandleCache:
             exhausted_at=found,
             announce=announce,
             junk=len(junk),
-            back_upto=upto if upto == "" else upto * 1000,
-            back_n=n,
+            back_upto=back_upto,
+            back_n=back_n,
         )
         state = None
         if read_back is not None:
@@ -149,7 +149,7 @@ class CandleCache:
                 series,
                 ((None if m == 1 else m, float(s)) for s, m in pairs),
                 reply[2:4],
-                n,
+                back_n,
                 time.time(),
                 self.exhausted_recheck_s,
             )
