@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from itertools import chain
 from operator import itemgetter
 from typing import TypeVar
 
@@ -19,6 +20,7 @@ _N = TypeVar("_N", int, float)
 _INF = math.inf
 # The exchanges' usual number text (`PLAIN_DECIMAL`), five of a row joined by commas
 _PLAIN_ROW = re.compile(PLAIN_DECIMAL + ("," + PLAIN_DECIMAL) * 4)
+_PLAIN_LIST = re.compile(f"{PLAIN_DECIMAL}(?:,{PLAIN_DECIMAL})*")  # a page's, joined
 _ROW_NUMBERS = itemgetter("open", "high", "low", "close", "volume")
 
 
@@ -118,23 +120,63 @@ def parse_candles(
     closed_before: float,
 ) -> list[Candle]:
     """`parse_candle` for each row (whose start the caller has read), the same candles and
-    the same errors. A page's usual row (plain number text, a sound candle) is read in
-    one pass; any other row goes through `parse_candle`, which says what is wrong."""
+    the same errors. A page whose numbers are all plain text (the usual answer) is checked
+    and converted at once, and its sound candles built in one pass; any other row goes
+    through `parse_candle`, which says what is wrong."""
+    texts = _plain_texts(rows)
+    if texts is None:
+        return [
+            _parse_one(row, start, timeframe, closed_before)
+            for row, start in zip(rows, starts, strict=True)
+        ]
     out = []
     g = timeframe.seconds
-    for row, start in zip(rows, starts, strict=True):
-        try:
-            texts = _ROW_NUMBERS(row)
-            plain = _PLAIN_ROW.fullmatch(",".join(texts))
-        except (KeyError, TypeError):  # a field missing or not text: parse_candle names it
-            plain = None
-        if plain is not None and start > 0 and start % g == 0:
-            o, h, lo, c, v = map(float, texts)  # >= 0, never NaN: finite once below inf
-            if lo > 0 and lo <= o <= h and lo <= c <= h and h < _INF and v < _INF:
-                out.append(Candle(start, o, h, lo, c, v, start + g <= closed_before, texts[4]))
-                continue
-        out.append(parse_candle(row, timeframe, closed_before, start=start))
+    values = iter(map(float, texts))  # plain text: >= 0, never NaN; finite once below inf
+    for row, start, (o, h, lo, c, v), vt in zip(
+        rows,
+        starts,
+        zip(values, values, values, values, values, strict=True),
+        texts[4::5],
+        strict=True,
+    ):
+        if start > 0 and start % g == 0 and lo > 0 and lo <= o <= h and lo <= c <= h and (
+            h < _INF and v < _INF
+        ):
+            out.append(Candle(start, o, h, lo, c, v, start + g <= closed_before, vt))
+        else:
+            out.append(parse_candle(row, timeframe, closed_before, start=start))
     return out
+
+
+def _plain_texts(rows: Sequence[Mapping[str, object]]) -> list[str] | None:
+    """Every row's five numbers, in order, where all of them are plain number text (one
+    check for the page); None where any is not (a field missing, not text, or other text)."""
+    try:
+        texts = list(chain.from_iterable(map(_ROW_NUMBERS, rows)))
+        joined = ",".join(texts)  # TypeError unless every one is text
+    except (KeyError, TypeError):
+        return None
+    # as many pieces as texts (no text holds the separator), each one plain number text
+    if joined.count(",") != len(texts) - 1 or not _PLAIN_LIST.fullmatch(joined):
+        return None
+    return texts
+
+
+def _parse_one(
+    row: Mapping[str, object], start: int, timeframe: Timeframe, closed_before: float
+) -> Candle:
+    """One row of a page that is not all plain text: the usual row read at once still."""
+    try:
+        texts = _ROW_NUMBERS(row)
+        plain = _PLAIN_ROW.fullmatch(",".join(texts))
+    except (KeyError, TypeError):  # a field missing or not text: parse_candle names it
+        plain = None
+    g = timeframe.seconds
+    if plain is not None and start > 0 and start % g == 0:
+        o, h, lo, c, v = map(float, texts)
+        if lo > 0 and lo <= o <= h and lo <= c <= h and h < _INF and v < _INF:
+            return Candle(start, o, h, lo, c, v, start + g <= closed_before, texts[4])
+    return parse_candle(row, timeframe, closed_before, start=start)
 
 
 def _read(raw: Mapping[str, object], name: str, read: Callable[[str], _N]) -> _N:

@@ -32,9 +32,14 @@ def _row_kinds(rows: list) -> set[type] | None:
     if not set(map(type, rows)) <= {dict}:
         return None
     try:
-        return set(map(type, chain.from_iterable(map(_row_fields, rows))))
+        fields = list(chain.from_iterable(map(_row_fields, rows)))
     except KeyError:
         return None
+    try:
+        "".join(fields)  # the usual answer, every field text: one check
+    except TypeError:
+        return set(map(type, fields))
+    return {str} if fields else set()
 
 
 def candle_rows(body: bytes) -> list[Mapping[str, object]]:
