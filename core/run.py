@@ -20,6 +20,17 @@ from core.config import BackfillConfig
 from core.outcome import Outcome
 
 RUN_TTL_S = 7 * 24 * 3600
+# outcomes hash, progress channel; TTL, how many, then series/outcome pairs
+_RECORD = """
+local i = 3
+while i <= #ARGV do  -- a dispatch records every fresh series at once: unpack in pieces
+  local j = math.min(i + 1999, #ARGV)
+  redis.call('HSET', KEYS[1], unpack(ARGV, i, j))
+  i = j + 1
+end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+redis.call('PUBLISH', KEYS[2], ARGV[2])
+"""
 
 
 def new_run_id() -> str:
@@ -53,6 +64,7 @@ _CONFIG_FIELDS = ("symbols", "timeframes", "candle_count", "min_candles", "user_
 class RunStore:
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
+        self._record = client.register_script(_RECORD)
 
     def create(
         self, run_id: str, series: list[str], configs: BackfillConfig | list[BackfillConfig]
@@ -102,12 +114,12 @@ class RunStore:
         """Store series outcomes and tell progress watchers (one round trip)."""
         if not outcomes:
             return
-        key = keys.run(run_id, "outcomes")
-        pipe = self.redis.pipeline(transaction=False)  # no MULTI: each command stands alone
-        pipe.hset(key, mapping={o.series: o.to_json() for o in outcomes})
-        pipe.expire(key, RUN_TTL_S)
-        pipe.publish(keys.progress_channel(run_id), str(len(outcomes)))
-        pipe.execute()
+        pairs = [x for o in outcomes for x in (o.series, o.to_json())]
+        # one script call, not a pipeline of three: a series task records once per series
+        self._record(
+            keys=[keys.run(run_id, "outcomes"), keys.progress_channel(run_id)],
+            args=[RUN_TTL_S, len(outcomes), *pairs],
+        )
 
     def outcomes(self, run_id: str, series: list[str] | None = None) -> dict[str, Outcome]:
         """Outcomes recorded so far (only those of `series`, if given)."""

@@ -64,6 +64,7 @@ class CandleClient:
     ) -> None:
         self.api = api
         self.base_url = base_url.rstrip("/")
+        self._host = urlsplit(self.base_url).netloc  # named in a clock complaint
         self.budget = budget
         self.timeout = timeout
         self.deadline_s = deadline_s
@@ -194,7 +195,7 @@ class CandleClient:
             try:
                 now = time.time()
                 closed_before = clock.closed_before(
-                    resp.headers.get("Date"), now, self.max_skew_s, urlsplit(self.base_url).netloc
+                    resp.headers.get("Date"), now, self.max_skew_s, self._host
                 )
                 self._local.server_time = closed_before
                 self._feedback(resp)
