@@ -144,7 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--soak-runs",
         type=int,
         default=10,
-        help="full-size scale runs on the same workers for rss_soak_growth_pct (10; <3: off)",
+        help="full-size scale runs on the same workers for rss_soak_growth_pct and the "
+        "median worker CPU per series (10; <3: off)",
     )
     p.add_argument(
         "--sim-processes",
