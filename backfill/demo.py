@@ -42,7 +42,7 @@ def run_stack(
     from backfill.app import app, use_redis
     from backfill.dispatch import check_redis, dispatch
     from backfill.embedded import EmbeddedRedis
-    from backfill.local import WorkerProcess, wait_for_workers
+    from backfill.local import WorkerProcess, stop_all, wait_for_workers
     from backfill.progress import watch_with_bar
     from backfill.report import print_summary
 
@@ -96,9 +96,9 @@ def run_stack(
             )
             for i in range(opts.workers)
         ]
+        stack.callback(stop_all, workers)
         for w in workers:
             w.start()
-            stack.callback(w.stop)
         wait_for_workers(app, opts.workers)
         t0 = time.monotonic()
         dispatched = dispatch(configs, redis_url=redis_url, settings=_with(settings, env))

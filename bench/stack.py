@@ -141,8 +141,9 @@ class Stack:
         return self.workers
 
     def stop_workers(self) -> None:
-        for w in self.workers:
-            w.stop(timeout=15)
+        from backfill.local import stop_all
+
+        stop_all(self.workers, timeout=15)
         self.workers = []
 
 

@@ -97,7 +97,7 @@ def start_workers(worker_env, tmp_path):
     they get no -Q (every configured queue, in priority order); `queues=[...]` starts a
     deliberately partial worker."""
     from backfill.app import app
-    from backfill.local import WorkerProcess, wait_for_workers
+    from backfill.local import WorkerProcess, stop_all, wait_for_workers
 
     started: list[WorkerProcess] = []
 
@@ -119,8 +119,7 @@ def start_workers(worker_env, tmp_path):
         return ws
 
     yield start
-    for w in started:
-        w.stop(timeout=10)
+    stop_all(started, timeout=10)
 
 
 def pytest_collection_modifyitems(items) -> None:

@@ -296,7 +296,7 @@ def hostile_workers(url: str, logs, handler: type[BaseHTTPRequestHandler] | None
     import redis
 
     from backfill.app import app, use_redis
-    from backfill.local import WorkerProcess, wait_for_workers
+    from backfill.local import WorkerProcess, stop_all, wait_for_workers
 
     redis.Redis.from_url(url).flushall()
     use_redis(url)
@@ -315,5 +315,4 @@ def hostile_workers(url: str, logs, handler: type[BaseHTTPRequestHandler] | None
             wait_for_workers(app, workers, timeout=60)
             yield server, wenv, procs
         finally:
-            for w in procs:
-                w.stop(timeout=10)
+            stop_all(procs, timeout=10)

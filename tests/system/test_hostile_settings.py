@@ -61,7 +61,7 @@ class Fleet:
 @pytest.fixture(scope="module")
 def fleet(redis_server, tmp_path_factory):
     from backfill.app import app, use_redis
-    from backfill.local import WorkerProcess, wait_for_workers
+    from backfill.local import WorkerProcess, stop_all, wait_for_workers
 
     url = redis_server.url
     redis.Redis.from_url(url).flushall()
@@ -83,8 +83,7 @@ def fleet(redis_server, tmp_path_factory):
             wait_for_workers(app, 2, timeout=60)
             yield Fleet(url, redis.Redis.from_url(url), logs, server)
         finally:
-            for w in workers:
-                w.stop(timeout=10)
+            stop_all(workers, timeout=10)
 
 
 def failed(run: dict) -> dict[str, dict]:
