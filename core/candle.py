@@ -18,9 +18,8 @@ from core.timeframe import Timeframe
 
 _N = TypeVar("_N", int, float)
 _INF = math.inf
-# The exchanges' usual number text (`PLAIN_DECIMAL`), five of a row joined by commas
-_PLAIN_ROW = re.compile(PLAIN_DECIMAL + ("," + PLAIN_DECIMAL) * 4)
-_PLAIN_LIST = re.compile(f"{PLAIN_DECIMAL}(?:,{PLAIN_DECIMAL})*")  # a page's, joined
+# The exchanges' usual number text (`PLAIN_DECIMAL`), a page's numbers joined by commas
+_PLAIN_LIST = re.compile(f"{PLAIN_DECIMAL}(?:,{PLAIN_DECIMAL})*")
 _ROW_NUMBERS = itemgetter("open", "high", "low", "close", "volume")
 
 
@@ -121,30 +120,19 @@ def parse_candles(
 ) -> list[Candle]:
     """`parse_candle` for each row (whose start the caller has read), the same candles and
     the same errors. A page whose numbers are all plain text (the usual answer) is checked
-    and converted at once, and its sound candles built in one pass; any other row goes
-    through `parse_candle`, which says what is wrong."""
+    and converted at once, and its sound candles built in one pass; on any other page each
+    row is tried alone the same way, and what is not plain or not sound goes through
+    `parse_candle`, which says what is wrong."""
     texts = _plain_texts(rows)
-    if texts is None:
-        return [
-            _parse_one(row, start, timeframe, closed_before)
-            for row, start in zip(rows, starts, strict=True)
-        ]
+    if texts is not None:
+        return _built(rows, starts, texts, timeframe, closed_before)
     out = []
-    g = timeframe.seconds
-    values = iter(map(float, texts))  # plain text: >= 0, never NaN; finite once below inf
-    for row, start, (o, h, lo, c, v), vt in zip(
-        rows,
-        starts,
-        zip(values, values, values, values, values, strict=True),
-        texts[4::5],
-        strict=True,
-    ):
-        if start > 0 and start % g == 0 and lo > 0 and lo <= o <= h and lo <= c <= h and (
-            h < _INF and v < _INF
-        ):
-            out.append(Candle(start, o, h, lo, c, v, start + g <= closed_before, vt))
-        else:
+    for row, start in zip(rows, starts, strict=True):
+        one = _plain_texts([row])
+        if one is None:
             out.append(parse_candle(row, timeframe, closed_before, start=start))
+        else:
+            out += _built([row], [start], one, timeframe, closed_before)
     return out
 
 
@@ -162,21 +150,32 @@ def _plain_texts(rows: Sequence[Mapping[str, object]]) -> list[str] | None:
     return texts
 
 
-def _parse_one(
-    row: Mapping[str, object], start: int, timeframe: Timeframe, closed_before: float
-) -> Candle:
-    """One row of a page that is not all plain text: the usual row read at once still."""
-    try:
-        texts = _ROW_NUMBERS(row)
-        plain = _PLAIN_ROW.fullmatch(",".join(texts))
-    except (KeyError, TypeError):  # a field missing or not text: parse_candle names it
-        plain = None
+def _built(
+    rows: Sequence[Mapping[str, object]],
+    starts: Sequence[int],
+    texts: list[str],
+    timeframe: Timeframe,
+    closed_before: float,
+) -> list[Candle]:
+    """Rows whose numbers are plain text (`texts`, five a row): a sound one becomes its
+    candle here, any other goes through `parse_candle` for its error."""
+    out = []
     g = timeframe.seconds
-    if plain is not None and start > 0 and start % g == 0:
-        o, h, lo, c, v = map(float, texts)
-        if lo > 0 and lo <= o <= h and lo <= c <= h and h < _INF and v < _INF:
-            return Candle(start, o, h, lo, c, v, start + g <= closed_before, texts[4])
-    return parse_candle(row, timeframe, closed_before, start=start)
+    values = iter(map(float, texts))  # plain text: >= 0, never NaN; finite once below inf
+    for row, start, (o, h, lo, c, v), vt in zip(
+        rows,
+        starts,
+        zip(values, values, values, values, values, strict=True),
+        texts[4::5],
+        strict=True,
+    ):
+        if start > 0 and start % g == 0 and lo > 0 and lo <= o <= h and lo <= c <= h and (
+            h < _INF and v < _INF
+        ):
+            out.append(Candle(start, o, h, lo, c, v, start + g <= closed_before, vt))
+        else:
+            out.append(parse_candle(row, timeframe, closed_before, start=start))
+    return out
 
 
 def _read(raw: Mapping[str, object], name: str, read: Callable[[str], _N]) -> _N:
