@@ -24,7 +24,7 @@ import statistics
 import time
 from dataclasses import dataclass, field
 
-from bench.scenarios import REALISTIC_SIM, BenchError, timed_run
+from bench.scenarios import REALISTIC_SIM, BenchError, timed_run, wait_for_quiet_bucket
 from bench.stack import Stack, WorkerSpec, log
 from core import keys
 from core.config import BackfillConfig
@@ -139,14 +139,6 @@ def simulated_close(
 def _audits(stack: Stack, key: str) -> int:
     raw = stack.redis.hmget(key, "audits", "errors")
     return sum(int(x or 0) for x in raw)
-
-
-def wait_for_quiet_bucket(margin_s: float = 30.0) -> None:
-    """Refreshes expire at the next 5m close (5 s at least): not in its last `margin_s`."""
-    left = 300 - time.time() % 300
-    if left < margin_s:
-        log(f"boundary: {left:.0f}s to a real 5m close, waiting for it")
-        time.sleep(left + 1.0)
 
 
 def boundary(

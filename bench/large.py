@@ -14,13 +14,14 @@ import dataclasses
 import threading
 import time
 
-from bench.boundary import simulated_close, wait_for_quiet_bucket
+from bench.boundary import simulated_close
 from bench.scenarios import (
     EXCHANGE_RATE,
     REALISTIC_SIM,
     pretouch,
     synthetic_symbols,
     timed_run,
+    wait_for_quiet_bucket,
 )
 from bench.stack import Stack, WorkerSpec, log
 from bench.timeline import max_in_any_second, read

@@ -201,7 +201,7 @@ def soak(
     after = [tree_rss(pids)]
     cpu_ms = []
     for i in range(2, runs + 1):
-        clear_of_close(expect_s)
+        wait_for_quiet_bucket(expect_s)
         with CpuMeter({"workers": pids}) as cpu:
             timed_run(stack, config, timeout)
         cpu_ms.append(round(cpu.used["workers"] / (symbols * len(timeframes)) * 1000, 2))
@@ -216,14 +216,14 @@ def soak(
     }
 
 
-def clear_of_close(seconds: float, every: int = 300) -> None:
-    """Start a measured run where no 5m bucket closes within `seconds`: a close makes the
-    run top up (a refresh task for every 5m series, billed to the run's series), which is
-    the keeper's work, not the startup's. Waits at most `seconds` + 2 s."""
-    left = every - time.time() % every
-    if left < seconds:
-        log(f"waiting {left + 2:.0f}s for the 5m close to pass before a measured run")
-        time.sleep(left + 2)
+def wait_for_quiet_bucket(margin_s: float = 30.0) -> None:
+    """Start where no 5m bucket closes within `margin_s`: a close inside a measured run
+    tops it up (a refresh for every 5m series, the keeper's work billed to the startup's
+    series), and a simulated close's refreshes expire at the next real one (5 s at least)."""
+    left = 300 - time.time() % 300
+    if left < margin_s:
+        log(f"{left:.0f}s to a real 5m close, waiting for it")
+        time.sleep(left + 1.0)
 
 
 def synthetic_symbols(n: int) -> tuple[str, ...]:
@@ -316,7 +316,7 @@ def scale(
         )
     # how long the big run may take (the small run's pace, with room): no close within it
     expect_s = min(60.0, 5 + small_run.wall_s * symbols / small)
-    clear_of_close(expect_s)
+    wait_for_quiet_bucket(expect_s)
     with RssSampler(pids) as rss_big, cpu, profiler:
         big = timed_run(
             stack,
